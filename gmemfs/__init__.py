@@ -1,0 +1,1 @@
+"""gmemfs: a FUSE filesystem emulating guest_memfd and iommufd descriptors."""

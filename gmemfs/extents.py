@@ -1,0 +1,286 @@
+"""Interval structures: a map from half-open integer ranges to values.
+
+`RangeMap` maps ranges ``[start, end)`` of integers (bytes or page indices, the
+map does not care) to values.  It stores *runs*: maximal ranges with one
+value.  A position with no value is a *hole*; ``None`` is never stored, so
+``set(s, e, None)`` punches a hole.  Two adjacent runs never carry equal
+values (they are merged on every update), so the number of runs is the number
+of value changes, whatever the history.
+
+Storage is a ``sortedcontainers.SortedDict`` ``start -> (end, value)``.  There
+are no per-position objects: a 1 TiB range with one value is one entry.
+
+Costs, with n = number of runs and k = runs inside the touched range:
+
+* ``get``, ``run_at``, ``covers``                    O(log n)
+* ``set``, ``add``                                    O(log n + k)
+* ``iter`` (lazily)                                   O(log n) + O(1) per run
+
+Values are compared with ``==`` to decide merging, so use immutable values
+with a sane equality (ints, strings, tuples, frozen objects).  ``add`` treats
+holes as 0 and requires values that support ``+``; runs whose value becomes 0
+are dropped (so a counter map holds only non-zero counts).
+
+Do not mutate a map while iterating over one of its ``iter`` generators.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional, Tuple
+
+from sortedcontainers import SortedDict
+
+__all__ = ["RangeMap"]
+
+Run = Tuple[int, int, Any]
+
+
+class RangeMap:
+    """A map ``[start, end) -> value`` stored as merged runs (see module doc)."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, start: Optional[int] = None, end: Optional[int] = None,
+                 value: Any = None) -> None:
+        self._d: SortedDict = SortedDict()
+        if start is not None or end is not None:
+            if start is None or end is None:
+                raise ValueError("give both start and end, or neither")
+            self.set(start, end, value)
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _check_range(start: int, end: int) -> bool:
+        """True if the range is non-empty; ValueError if it is reversed."""
+        if end < start:
+            raise ValueError(f"reversed range [{start:#x}, {end:#x})")
+        return end > start
+
+    def _floor_index(self, pos: int) -> int:
+        """Index of the last run whose start is <= pos (-1 if none)."""
+        return self._d.bisect_right(pos) - 1
+
+    def _split(self, pos: int) -> None:
+        """Make ``pos`` a run boundary if a run strictly contains it."""
+        d = self._d
+        i = self._floor_index(pos)
+        if i < 0:
+            return
+        s, (e, v) = d.peekitem(i)
+        if s < pos < e:
+            d[s] = (pos, v)
+            d[pos] = (e, v)
+
+    def _merge_at(self, pos: int) -> None:
+        """Merge the run ending at ``pos`` with the run starting there if equal."""
+        d = self._d
+        right = d.get(pos)
+        if right is None:
+            return
+        i = d.index(pos)
+        if i == 0:
+            return
+        ls, (le, lv) = d.peekitem(i - 1)
+        if le == pos and lv == right[1]:
+            d[ls] = (right[0], lv)
+            del d[pos]
+
+    def _keys_in(self, start: int, end: int) -> list:
+        return list(self._d.irange(start, end, inclusive=(True, False)))
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def count(self) -> int:
+        """Number of runs (maximal ranges with one non-None value)."""
+        return len(self._d)
+
+    def __bool__(self) -> bool:
+        return bool(self._d)
+
+    def run_at(self, pos: int) -> Optional[Run]:
+        """The whole run ``(s, e, value)`` containing ``pos``, or None in a hole."""
+        i = self._floor_index(pos)
+        if i < 0:
+            return None
+        s, (e, v) = self._d.peekitem(i)
+        if pos < e:
+            return (s, e, v)
+        return None
+
+    def get(self, pos: int, default: Any = None) -> Any:
+        """Value at ``pos`` (``default`` in a hole)."""
+        run = self.run_at(pos)
+        return default if run is None else run[2]
+
+    def span(self) -> Optional[Tuple[int, int]]:
+        """``(first start, last end)`` over all runs, or None if empty."""
+        if not self._d:
+            return None
+        first = self._d.peekitem(0)[0]
+        last_end = self._d.peekitem(-1)[1][0]
+        return (first, last_end)
+
+    def iter(self, start: Optional[int] = None, end: Optional[int] = None,
+             holes: bool = False) -> Iterator[Run]:
+        """Yield ``(s, e, value)`` runs clipped to ``[start, end)``, in order.
+
+        ``start``/``end`` default to the span of the map.  With ``holes=True``
+        the gaps are yielded too, as ``(s, e, None)``, so the output tiles
+        ``[start, end)`` exactly.  Consecutive yielded items never have equal
+        values.
+        """
+        d = self._d
+        if start is None or end is None:
+            sp = self.span()
+            if sp is None:
+                if holes and start is not None and end is not None and end > start:
+                    yield (start, end, None)
+                return
+            if start is None:
+                start = sp[0]
+            if end is None:
+                end = sp[1]
+        if not self._check_range(start, end):
+            return
+        i = self._floor_index(start)
+        first_key = d.peekitem(i)[0] if i >= 0 else start
+        pos = start
+        for s in d.irange(first_key, end, inclusive=(True, False)):
+            e, v = d[s]
+            if e <= start:
+                continue
+            cs = s if s > start else start
+            ce = e if e < end else end
+            if holes and pos < cs:
+                yield (pos, cs, None)
+            yield (cs, ce, v)
+            pos = ce
+        if holes and pos < end:
+            yield (pos, end, None)
+
+    def __iter__(self) -> Iterator[Run]:
+        return self.iter()
+
+    def runs(self, start: Optional[int] = None, end: Optional[int] = None,
+             holes: bool = False) -> list:
+        """``list(self.iter(...))``."""
+        return list(self.iter(start, end, holes))
+
+    def first(self, start: int, end: int) -> Optional[Run]:
+        """First non-hole run clipped to ``[start, end)``, or None.  O(log n)."""
+        return next(self.iter(start, end), None)
+
+    def covers(self, start: int, end: int, value: Any) -> bool:
+        """True if every position of ``[start, end)`` has ``value``.
+
+        ``value=None`` asks "is it all hole".  An empty range is covered.
+        O(log n): runs are merged, so one run either spans the range or the
+        answer is False.
+        """
+        if not self._check_range(start, end):
+            return True
+        s, e, v = next(self.iter(start, end, holes=True))
+        return e == end and v == value and (v is None) == (value is None)
+
+    def covered_length(self, start: Optional[int] = None,
+                       end: Optional[int] = None) -> int:
+        """Total length of the non-hole runs inside ``[start, end)``."""
+        return sum(e - s for s, e, _ in self.iter(start, end))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RangeMap):
+            return NotImplemented
+        return list(self._d.items()) == list(other._d.items())
+
+    __hash__ = None  # mutable
+
+    def copy(self) -> "RangeMap":
+        new = RangeMap()
+        new._d = self._d.copy()
+        return new
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"[{s:#x},{e:#x})={v!r}" for s, e, v in
+                          (self.runs()[:8]))
+        more = "" if len(self) <= 8 else f", ... ({len(self)} runs)"
+        return f"RangeMap({shown}{more})"
+
+    # ---------------------------------------------------------------- updates
+
+    def set(self, start: int, end: int, value: Any) -> None:
+        """Give ``[start, end)`` the value ``value`` (None: make it a hole)."""
+        if not self._check_range(start, end):
+            return
+        d = self._d
+        self._split(start)
+        self._split(end)
+        for k in self._keys_in(start, end):
+            del d[k]
+        if value is not None:
+            d[start] = (end, value)
+            self._merge_at(start)
+            self._merge_at(end)
+
+    def clear(self, start: Optional[int] = None, end: Optional[int] = None) -> None:
+        """Make ``[start, end)`` a hole (everything when no bounds are given)."""
+        if start is None and end is None:
+            self._d.clear()
+            return
+        if start is None or end is None:
+            raise ValueError("give both start and end, or neither")
+        self.set(start, end, None)
+
+    def add(self, start: int, end: int, delta: Any) -> None:
+        """Add ``delta`` to every position of ``[start, end)``.
+
+        Holes count as 0; runs that end up equal to 0 become holes.
+        """
+        if not self._check_range(start, end) or delta == 0:
+            return
+        d = self._d
+        self._split(start)
+        self._split(end)
+        old = self._keys_in(start, end)
+        new: list = []
+
+        def emit(s: int, e: int, v: Any) -> None:
+            if v == 0:
+                return
+            if new and new[-1][1] == s and new[-1][2] == v:
+                new[-1] = (new[-1][0], e, v)
+            else:
+                new.append((s, e, v))
+
+        pos = start
+        for k in old:
+            e, v = d[k]
+            if pos < k:
+                emit(pos, k, delta)
+            emit(k, e, v + delta)
+            pos = e
+        if pos < end:
+            emit(pos, end, delta)
+        for k in old:
+            del d[k]
+        for s, e, v in new:
+            d[s] = (e, v)
+        self._merge_at(start)
+        self._merge_at(end)
+
+    # ------------------------------------------------------------ diagnostics
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the internal representation is broken."""
+        prev_end = None
+        prev_val = None
+        for s, (e, v) in self._d.items():
+            assert s < e, f"empty or reversed run [{s}, {e})"
+            assert v is not None, f"stored None at [{s}, {e})"
+            if prev_end is not None:
+                assert prev_end <= s, f"overlap at {s}"
+                assert not (prev_end == s and prev_val == v), f"unmerged runs at {s}"
+            prev_end, prev_val = e, v
