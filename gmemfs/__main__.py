@@ -1,0 +1,5 @@
+import sys
+
+from gmemfs.cli import main
+
+sys.exit(main())

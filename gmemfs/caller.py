@@ -1,0 +1,240 @@
+"""Access to the process that issued a FUSE request: its memory and its fds.
+
+FUSE passes iommufd's ``_IO`` ioctls in restricted mode with only the raw user
+pointer, so handlers read and write the caller's structs (and any pointer
+inside them) with ``process_vm_readv``/``process_vm_writev`` on the requesting
+thread. ``process_vm_writev`` fails on read-only pages exactly where the
+kernel's copy_to_user would (``/proc/<pid>/mem`` would not), so errno fidelity
+holds: a bad pointer is EFAULT.
+
+fd numbers inside structs (``MAP_FILE.fd``) belong to the caller: they are
+resolved with ``pidfd_open`` + ``pidfd_getfd`` on the caller, never on anyone
+else. gmemfs's own files are recognised from ``/proc/self/fdinfo`` (mount id and
+inode number) and are never ``fstat``-ed: a stat of our own mount from the
+server loop would wait for the loop itself.
+
+See docs/ARCHITECTURE.md for the duck type every handler relies on.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from gmemfs._fuse_ll import ffi, lib
+
+TMPFS_MAGIC = 0x01021994
+HUGETLBFS_MAGIC = 0x958458F6
+PIDFD_THREAD = os.O_EXCL  # Linux >= 6.9: a pidfd for a thread, not only a leader
+
+_buf_cache: dict[int, object] = {}
+
+
+def _scratch(size: int):
+    """A reusable C buffer of at least ``size`` bytes (the server is single-threaded)."""
+    cap = 64
+    while cap < size:
+        cap <<= 1
+    buf = _buf_cache.get(cap)
+    if buf is None:
+        buf = _buf_cache[cap] = ffi.new("char[]", cap)
+    return buf
+
+
+def vm_read(pid: int, addr: int, size: int) -> bytes:
+    if size < 0 or addr < 0 or addr + size > 1 << 64:
+        raise OSError(errno.EFAULT, "bad user range")
+    if size == 0:
+        return b""
+    buf = _scratch(size)
+    n = lib.gmemfs_vm_read(pid, addr, buf, size)
+    if n < 0:
+        raise OSError(errno.EFAULT if -n in (errno.EFAULT, errno.ENOMEM, errno.EINVAL) else -n,
+                      f"cannot read {size} bytes at {addr:#x} in pid {pid}")
+    return ffi.unpack(buf, size)
+
+
+def vm_write(pid: int, addr: int, data: bytes) -> None:
+    size = len(data)
+    if addr < 0 or addr + size > 1 << 64:
+        raise OSError(errno.EFAULT, "bad user range")
+    if size == 0:
+        return
+    n = lib.gmemfs_vm_write(pid, addr, ffi.from_buffer(data), size)
+    if n < 0:
+        raise OSError(errno.EFAULT if -n in (errno.EFAULT, errno.ENOMEM, errno.EINVAL) else -n,
+                      f"cannot write {size} bytes at {addr:#x} in pid {pid}")
+
+
+def tgid_of(tid: int) -> int:
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return tid
+
+
+def pidfd_open(tid: int) -> int:
+    fd = lib.gmemfs_pidfd_open(tid, PIDFD_THREAD)
+    if fd == -errno.EINVAL:  # kernel without PIDFD_THREAD: use the thread group
+        fd = lib.gmemfs_pidfd_open(tgid_of(tid), 0)
+    if fd < 0:
+        raise OSError(-fd, f"pidfd_open({tid})")
+    return fd
+
+
+def read_fdinfo(fd: int, pid: str | int = "self") -> dict[str, str]:
+    out = {}
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            out[key.strip()] = value.strip()
+    return out
+
+
+class ProcessMemory:
+    """A process's memory, reachable later (IOMMU_IOAS_MAP by user VA).
+
+    The server cannot pin another process's pages: if the process unmaps the
+    range, accesses fault (EFAULT); if it exits, every access is EFAULT. A
+    pidfd keeps the identity so a recycled pid is never read.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._pidfd = lib.gmemfs_pidfd_open(pid, 0)
+
+    def alive(self) -> bool:
+        if self._pidfd < 0:
+            return False
+        try:
+            # a pidfd becomes readable when the process exits
+            import select
+            r, _, _ = select.select([self._pidfd], [], [], 0)
+            return not r
+        except (OSError, ValueError):
+            return False
+
+    def read(self, addr: int, size: int) -> bytes:
+        if not self.alive():
+            raise OSError(errno.EFAULT, f"process {self.pid} has exited")
+        return vm_read(self.pid, addr, size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        if not self.alive():
+            raise OSError(errno.EFAULT, f"process {self.pid} has exited")
+        vm_write(self.pid, addr, data)
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class FileRef:
+    """What an fd number of the caller refers to (see docs/ARCHITECTURE.md)."""
+
+    def __init__(self, kind: str, fd: int | None, readable: bool, writable: bool,
+                 gmem=None, node=None):
+        self.kind = kind
+        self.fd = fd
+        self.readable = readable
+        self.writable = writable
+        self.gmem = gmem
+        self.node = node
+
+    def size(self) -> int:
+        if self.gmem is not None:
+            return self.gmem.size
+        if self.fd is None:
+            return 0
+        return os.fstat(self.fd).st_size
+
+    def pread(self, off: int, n: int) -> bytes:
+        if self.fd is None:
+            raise OSError(errno.EINVAL, "not a host file")
+        return os.pread(self.fd, n, off)
+
+    def pwrite(self, off: int, data: bytes) -> None:
+        if self.fd is None:
+            raise OSError(errno.EINVAL, "not a host file")
+        os.pwrite(self.fd, data, off)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __repr__(self):
+        return f"FileRef(kind={self.kind!r}, fd={self.fd}, w={self.writable})"
+
+
+class Caller:
+    """The thread that issued one FUSE request."""
+
+    __slots__ = ("tid", "uid", "gid", "_pid", "_resolver")
+
+    def __init__(self, tid: int, uid: int, gid: int, resolver=None):
+        self.tid = tid
+        self.uid = uid
+        self.gid = gid
+        self._pid = None
+        self._resolver = resolver   # (mnt_id, ino) -> FileRef | None, for our own files
+
+    @property
+    def pid(self) -> int:
+        if self._pid is None:
+            self._pid = tgid_of(self.tid)
+        return self._pid
+
+    def read(self, addr: int, size: int) -> bytes:
+        return vm_read(self.tid, addr, size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        vm_write(self.tid, addr, data)
+
+    def memory(self) -> ProcessMemory:
+        return ProcessMemory(self.pid)
+
+    def get_file(self, fd: int) -> FileRef:
+        if fd < 0 or fd >= 1 << 31:
+            raise OSError(errno.EBADF, f"fd {fd} is not open in the caller")
+        pidfd = pidfd_open(self.tid)
+        try:
+            local = lib.gmemfs_pidfd_getfd(pidfd, fd)
+        finally:
+            os.close(pidfd)
+        if local < 0:
+            raise OSError(errno.EBADF if -local in (errno.EBADF, errno.ESRCH) else -local,
+                          f"fd {fd} is not open in the caller")
+        try:
+            info = read_fdinfo(local)
+            flags = int(info.get("flags", "0"), 8)
+            acc = flags & os.O_ACCMODE
+            readable = acc in (os.O_RDONLY, os.O_RDWR)
+            writable = acc in (os.O_WRONLY, os.O_RDWR)
+            if self._resolver is not None:
+                own = self._resolver(int(info.get("mnt_id", "-1")), int(info.get("ino", "0")),
+                                     readable, writable)
+                if own is not None:       # one of our files: never fstat it
+                    os.close(local)
+                    return own
+            ftype = lib.gmemfs_fstatfs_type(local)
+            if ftype == TMPFS_MAGIC:
+                kind = "shmem"
+            elif ftype == HUGETLBFS_MAGIC:
+                kind = "hugetlb"
+            else:
+                kind = "other"
+            return FileRef(kind, local, readable, writable)
+        except BaseException:
+            os.close(local)
+            raise

@@ -1,0 +1,143 @@
+"""gmemfs command line.
+
+    gmemfs mount MOUNTPOINT [-f|--foreground] [--debug] [--log-file F] [-o OPT[,OPT...]]
+    gmemfs umount MOUNTPOINT
+
+Without -f, ``mount`` returns once the mount is ready (the server keeps running
+in the background); the exit status says whether it worked, and a mount that
+cannot happen says why.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+
+# -o options that are gmemfs's own; everything else goes to the FUSE mount
+GMEMFS_OPTIONS = {"policy", "platform", "tdx_shared_bit", "cca_shared_bit", "strict"}
+
+
+def split_options(opts: list[str]):
+    own, fuse = {}, []
+    for group in opts:
+        for opt in group.split(","):
+            opt = opt.strip()
+            if not opt:
+                continue
+            key, eq, value = opt.partition("=")
+            if key in GMEMFS_OPTIONS:
+                own[key] = value if eq else "1"
+            else:
+                fuse.append(opt)
+    return own, fuse
+
+
+def _setup_logging(debug: bool, log_file: str | None):
+    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s gmemfs[%(process)d] %(levelname)s "
+                                           "%(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def run_server(mountpoint: str, own_opts: dict, fuse_opts: list[str], debug: bool,
+               ready_fd: int | None = None) -> int:
+    import trio
+    from gmemfs import fuse_ll
+    from gmemfs.fs import GmemFS
+
+    def on_ready():
+        if ready_fd is not None:
+            os.write(ready_fd, b"ok\n")
+            os.close(ready_fd)
+
+    fs = GmemFS({"on_ready": on_ready, **own_opts})
+    try:
+        session = fuse_ll.Session(fs, mountpoint, mount_options=fuse_opts, debug=debug)
+        fs.session = session
+        session.mount()
+    except fuse_ll.MountError as e:
+        if ready_fd is not None:
+            os.write(ready_fd, f"error: {e}\n".encode())
+        print(f"gmemfs: {e}", file=sys.stderr)
+        return 1
+    logging.getLogger("gmemfs").info("mounted on %s", session.mountpoint)
+    try:
+        trio.run(session.serve)
+    finally:
+        session.unmount()
+        logging.getLogger("gmemfs").info("unmounted %s", session.mountpoint)
+    return 0
+
+
+def cmd_mount(args) -> int:
+    own, fuse = split_options(args.options or [])
+    _setup_logging(args.debug, args.log_file)
+    if args.foreground:
+        return run_server(args.mountpoint, own, fuse, args.debug)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        if args.log_file:
+            os.dup2(devnull, 1)
+        rc = 1
+        try:
+            rc = run_server(args.mountpoint, own, fuse, args.debug, ready_fd=w)
+        finally:
+            os._exit(rc)
+    os.close(w)
+    msg = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        msg += chunk
+        if msg.endswith(b"\n"):
+            break
+    os.close(r)
+    text = msg.decode(errors="replace").strip()
+    if text == "ok":
+        print(f"gmemfs: mounted on {os.path.abspath(args.mountpoint)} (server pid {pid})")
+        return 0
+    if not text.startswith("error:"):
+        _, status = os.waitpid(pid, 0)
+        text = f"error: the server exited before the mount was ready (status {status})"
+    print(f"gmemfs: {text[6:].strip()}", file=sys.stderr)
+    return 1
+
+
+def cmd_umount(args) -> int:
+    return subprocess.call(["fusermount3", "-u", args.mountpoint])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="gmemfs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("mount", help="mount gmemfs on MOUNTPOINT")
+    m.add_argument("mountpoint")
+    m.add_argument("-f", "--foreground", action="store_true",
+                   help="stay in the foreground (default: return once mounted)")
+    m.add_argument("--debug", action="store_true",
+                   help="log every ioctl: decoded command, caller, result errno")
+    m.add_argument("--log-file", help="log here instead of stderr")
+    m.add_argument("-o", dest="options", action="append", metavar="OPT[,OPT...]",
+                   help="mount options: allow_other, ... and gmemfs options "
+                        "(policy=, platform=, ...)")
+    m.set_defaults(func=cmd_mount)
+    u = sub.add_parser("umount", help="unmount (fusermount3 -u)")
+    u.add_argument("mountpoint")
+    u.set_defaults(func=cmd_umount)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
