@@ -1,0 +1,229 @@
+"""iommufd ioctl dispatch (spec §2.2 / §2.4), one table like iommufd_ioctl_ops.
+
+``ioctl(ctx, cmd, arg, caller) -> int`` (or raises ``OSError``):
+
+1. ``nr = cmd & 0xff``; ``nr < 0x80`` or beyond the table end (0xa0 on a test
+   kernel, ``Context(options={'test_kernel': False})`` ends at 0x94) -> the
+   VFIO compatibility handler (§9): only ``VFIO_GET_API_VERSION`` and
+   ``VFIO_CHECK_EXTENSION`` are implemented, everything else -> ENOTTY.
+2. read the u32 ``size`` at ``arg`` -> EFAULT;
+3. empty slot or ``cmd`` != slot command -> ENOTTY;
+4. ``size < min`` -> EINVAL;
+5. copy ``size`` bytes into a zeroed buffer of the kernel size; bytes beyond
+   the kernel size must be zero (E2BIG); copy faults -> EFAULT;
+6. run the handler inside a context transaction: objects it allocated are
+   published on success and destroyed (IDs released) on failure.
+
+Handlers get ``(ctx, cmd, ucmd)``: ``cmd`` is a cffi pointer to the kernel
+struct laid over the kernel buffer, ``ucmd`` carries the caller and offers
+``respond()`` (copy back ``min(user size, kernel size)`` bytes, EFAULT on
+failure) - a handler that does not call it writes nothing (§2.4).
+
+Commands whose kernel form installs a new fd in the caller
+(IOMMU_FAULT_QUEUE_ALLOC, IOMMU_VEVENTQ_ALLOC, selftest CREATE_ACCESS and
+DMABUF_GET) answer **EOPNOTSUPP** after the generic argument checks: a FUSE
+server cannot install a file descriptor into the calling process, and
+EOPNOTSUPP is what the kernel answers for "known request, unsupported here"
+(§2.3), so callers fall back cleanly. IOMMU_VIOMMU_ALLOC, VDEVICE_ALLOC and
+HW_QUEUE_ALLOC also answer EOPNOTSUPP (not modelled yet).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Callable
+
+from .context import Context, err
+
+IOMMUFD_TYPE = 0x3B
+CMD_BASE = 0x80
+TABLE_END_TEST = 0xA0      # last nr on a test kernel (IOMMU_TEST_CMD)
+TABLE_END = 0x94           # last nr otherwise (IOMMU_HW_QUEUE_ALLOC)
+
+
+def _io(nr: int) -> int:
+    return (IOMMUFD_TYPE << 8) | nr
+
+
+def ffi():
+    import ioctl_abi
+    return ioctl_abi.ffi
+
+
+@dataclass(frozen=True)
+class Op:
+    cmd: int
+    struct: str          # kernel struct name, without "struct "
+    min_size: int
+    handler: Callable
+
+
+class UCmd:
+    """What a handler knows about the call besides the struct."""
+
+    def __init__(self, ctx: Context, caller, arg: int, user_size: int,
+                 buf: bytearray, op: Op) -> None:
+        self.ctx = ctx
+        self.caller = caller
+        self.arg = arg
+        self.user_size = user_size
+        self.buf = buf
+        self.op = op
+        self.responded = False
+
+    def respond(self) -> None:
+        """Copy back min(user size, kernel size) bytes (spec §2.4)."""
+        n = min(self.user_size, len(self.buf))
+        self.caller.write(self.arg, bytes(self.buf[:n]))
+        self.responded = True
+
+    def write_back(self, offset: int, size: int) -> None:
+        """Copy back only [offset, offset+size) (IOMMU_OPTION's val64)."""
+        self.caller.write(self.arg + offset, bytes(self.buf[offset:offset + size]))
+        self.responded = True
+
+
+# ---------------------------------------------------------------------------
+# Generic handlers
+# ---------------------------------------------------------------------------
+
+def h_destroy(ctx, cmd, ucmd):
+    ctx.destroy_id(cmd.id)
+    return 0
+
+
+def _fd_returning(name: str):
+    def handler(ctx, cmd, ucmd):
+        raise err(errno.EOPNOTSUPP, f"{name} returns a new fd; a FUSE server "
+                  "cannot install a file descriptor in the caller")
+    handler.__name__ = f"h_{name.lower()}"
+    return handler
+
+
+def _not_modelled(name: str):
+    def handler(ctx, cmd, ucmd):
+        raise err(errno.EOPNOTSUPP, f"{name} is not modelled by gmemfs")
+    handler.__name__ = f"h_{name.lower()}"
+    return handler
+
+
+def _h_fault_queue_alloc(ctx, cmd, ucmd):
+    if cmd.flags:
+        raise err(errno.EOPNOTSUPP, "FAULT_QUEUE_ALLOC: flags must be 0")
+    return _fd_returning("IOMMU_FAULT_QUEUE_ALLOC")(ctx, cmd, ucmd)
+
+
+def _h_veventq_alloc(ctx, cmd, ucmd):
+    if cmd.flags or cmd.__reserved:
+        raise err(errno.EOPNOTSUPP, "VEVENTQ_ALLOC: flags/__reserved must be 0")
+    return _fd_returning("IOMMU_VEVENTQ_ALLOC")(ctx, cmd, ucmd)
+
+
+# ---------------------------------------------------------------------------
+# VFIO compatibility (spec §9) - only the two argument-less queries.
+# ---------------------------------------------------------------------------
+
+VFIO_GET_API_VERSION = 0x3B64
+VFIO_CHECK_EXTENSION = 0x3B65
+VFIO_API_VERSION = 0
+VFIO_TYPE1_IOMMU = 1
+VFIO_TYPE1v2_IOMMU = 3
+VFIO_UNMAP_ALL = 9
+
+
+def vfio_ioctl(ctx: Context, cmd: int, arg: int, caller) -> int:
+    if cmd == VFIO_GET_API_VERSION:
+        return VFIO_API_VERSION
+    if cmd == VFIO_CHECK_EXTENSION:
+        return 1 if arg in (VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
+                            VFIO_UNMAP_ALL) else 0
+    raise err(errno.ENOTTY, f"unknown ioctl {cmd:#x}")
+
+
+# ---------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------
+
+def _build_table():
+    from . import ioas, hwpt, selftest
+    ops = [
+        Op(_io(0x80), "iommu_destroy", 8, h_destroy),
+        Op(_io(0x81), "iommu_ioas_alloc", 12, ioas.h_ioas_alloc),
+        Op(_io(0x82), "iommu_ioas_allow_iovas", 24, ioas.h_allow_iovas),
+        Op(_io(0x83), "iommu_ioas_copy", 40, ioas.h_copy),
+        Op(_io(0x84), "iommu_ioas_iova_ranges", 32, ioas.h_iova_ranges),
+        Op(_io(0x85), "iommu_ioas_map", 40, ioas.h_map),
+        Op(_io(0x86), "iommu_ioas_unmap", 24, ioas.h_unmap),
+        Op(_io(0x87), "iommu_option", 24, ioas.h_option),
+        Op(_io(0x88), "iommu_vfio_ioas", 12, ioas.h_vfio_ioas),
+        Op(_io(0x89), "iommu_hwpt_alloc", 24, hwpt.h_hwpt_alloc),
+        Op(_io(0x8A), "iommu_hw_info", 32, hwpt.h_get_hw_info),
+        Op(_io(0x8B), "iommu_hwpt_set_dirty_tracking", 16, hwpt.h_set_dirty_tracking),
+        Op(_io(0x8C), "iommu_hwpt_get_dirty_bitmap", 48, hwpt.h_get_dirty_bitmap),
+        Op(_io(0x8D), "iommu_hwpt_invalidate", 32, hwpt.h_invalidate),
+        Op(_io(0x8E), "iommu_fault_alloc", 16, _h_fault_queue_alloc),
+        Op(_io(0x8F), "iommu_ioas_map_file", 40, ioas.h_map_file),
+        Op(_io(0x90), "iommu_viommu_alloc", 24, _not_modelled("IOMMU_VIOMMU_ALLOC")),
+        Op(_io(0x91), "iommu_vdevice_alloc", 24, _not_modelled("IOMMU_VDEVICE_ALLOC")),
+        Op(_io(0x92), "iommu_ioas_change_process", 8, ioas.h_change_process),
+        Op(_io(0x93), "iommu_veventq_alloc", 28, _h_veventq_alloc),
+        Op(_io(0x94), "iommu_hw_queue_alloc", 40, _not_modelled("IOMMU_HW_QUEUE_ALLOC")),
+        Op(_io(0xA0), "iommu_test_cmd", 68, selftest.h_test_cmd),
+    ]
+    return {op.cmd & 0xFF: op for op in ops}
+
+
+IOCTL_TABLE: dict[int, Op] = {}
+
+
+def table() -> dict[int, Op]:
+    if not IOCTL_TABLE:
+        IOCTL_TABLE.update(_build_table())
+    return IOCTL_TABLE
+
+
+_SIZES: dict[str, int] = {}
+
+
+def kernel_size(struct: str) -> int:
+    n = _SIZES.get(struct)
+    if n is None:
+        n = _SIZES[struct] = ffi().sizeof(f"struct {struct}")
+    return n
+
+
+def ioctl(ctx: Context, cmd: int, arg: int, caller) -> int:
+    """Run one iommufd ioctl for ``caller`` (spec §2.2)."""
+    tbl = table()
+    nr = cmd & 0xFF
+    end = TABLE_END_TEST if ctx.test_kernel else TABLE_END
+    if nr < CMD_BASE or nr > end:
+        return vfio_ioctl(ctx, cmd, arg, caller)
+    raw = caller.read(arg, 4)                       # EFAULT propagates
+    user_size = int.from_bytes(raw, "little")
+    op = tbl.get(nr)
+    if op is None or op.cmd != cmd:
+        raise err(errno.ENOTTY, f"unknown iommufd ioctl {cmd:#x}")
+    if user_size < op.min_size:
+        raise err(errno.EINVAL, f"size {user_size} < minimum {op.min_size}")
+    ksize = kernel_size(op.struct)
+    buf = bytearray(ksize)
+    if user_size > ksize:
+        # Kernel copy_struct_from_user: the unknown tail must be zero.
+        tail = caller.read(arg + ksize, user_size - ksize)
+        if any(tail):
+            raise err(errno.E2BIG, "non-zero bytes beyond the kernel struct")
+    n = min(user_size, ksize)
+    buf[:n] = caller.read(arg, n)
+    f = ffi()
+    cdata = f.from_buffer(f"struct {op.struct} *", buf)
+    ucmd = UCmd(ctx, caller, arg, user_size, buf, op)
+    ctx.begin()
+    try:
+        ret = op.handler(ctx, cdata, ucmd)
+    except BaseException:
+        ctx.rollback()
+        raise
+    ctx.commit()
+    return int(ret or 0)

@@ -1,0 +1,803 @@
+"""IOAS model and the IOAS-family ioctl handlers (spec §3, §4, §5).
+
+Model (no per-page objects):
+
+* ``Ioas.areas``: SortedDict iova -> Area; areas never overlap, so the area
+  that could intersect ``[s, l]`` is found with one bisect (O(log n)).
+* ``Ioas.reserved``: list of ``Reserved(start, last, owner)`` (few entries:
+  apertures, device regions, ADD_RESERVED) plus a cached merged union for the
+  allocator and intersection checks.
+* ``Ioas.allowed``: sorted disjoint list of (start, last).
+* ``Ioas.iova_alignment`` (G), recomputed like iopt_calculate_iova_alignment.
+* ``Ioas.domains``: attached paging HWPTs (objects with ``min_page`` and
+  ``aperture``); while at least one exists, every non-revoked area holds its
+  pages (pinned, charged - see pages.py).
+
+The automatic IOVA allocator (§4.5) is ``Ioas.alloc_iova``; windows are the
+maximal runs of the allowed list (adjacent allowed ranges form one window,
+as the kernel's span iterator merges them), clipped to
+``[PAGE_SIZE, ULONG_MAX - PAGE_SIZE]``.
+
+guest_memfd areas (MAP_FILE of a FileRef with kind 'gmem'): the pages object
+subscribes to the guest_memfd's event hook. The default policy revokes
+every area that intersects a PUNCH_HOLE/truncate ('punch', phase 'before'):
+the area leaves every domain (DMA faults), its IOVA stays occupied and
+UNMAP still removes it (the dma-buf revoke model of spec §11.3).
+Conversions are ignored by default (the RFC has no notifier); a context
+option ``gmem_policy(event, area) -> 'revoke' | 'ignore'`` overrides this.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+from dataclasses import dataclass
+
+from sortedcontainers import SortedDict
+
+from . import context as C
+from .context import IommufdObject, err
+from .pages import PAGE_SIZE, ULONG_MAX, FilePages, UserPages, make_account
+
+U64_MAX = (1 << 64) - 1
+SIZE_MAX = ULONG_MAX
+
+IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0
+IOMMU_IOAS_MAP_WRITEABLE = 1 << 1
+IOMMU_IOAS_MAP_READABLE = 1 << 2
+MAP_FLAGS = 0x7
+COPY_SYZ_FLAG = 1 << 16          # test kernels only (spec §4.8 step 1)
+
+IOMMU_OPTION_RLIMIT_MODE = 0
+IOMMU_OPTION_HUGE_PAGES = 1
+IOMMU_OPTION_OP_SET = 0
+IOMMU_OPTION_OP_GET = 1
+
+IOMMU_VFIO_IOAS_GET = 0
+IOMMU_VFIO_IOAS_SET = 1
+IOMMU_VFIO_IOAS_CLEAR = 2
+
+HUGE_PAGE_SIZE = 2 << 20         # THP size used as the allocator cap (§4.5 step 4)
+
+
+def roundup_pow2(x: int) -> int:
+    return 1 << (x - 1).bit_length() if x > 1 else 1
+
+
+def align_up(x: int, a: int) -> int:
+    return (x + a - 1) // a * a
+
+
+@dataclass
+class Reserved:
+    start: int
+    last: int
+    owner: object
+
+
+class Area:
+    __slots__ = ("iova", "length", "pages", "start_byte", "readable",
+                 "writable", "revoked", "held", "ioas")
+
+    def __init__(self, ioas, iova, length, pages, start_byte, readable, writable):
+        self.ioas = ioas
+        self.iova = iova
+        self.length = length
+        self.pages = pages
+        self.start_byte = start_byte       # byte offset inside pages
+        self.readable = readable
+        self.writable = writable
+        self.revoked = False
+        self.held = False                  # holds its pages for the domains
+
+    @property
+    def last(self) -> int:
+        return self.iova + self.length - 1
+
+    @property
+    def page_offset(self) -> int:
+        return self.start_byte % PAGE_SIZE
+
+    def page_range(self):
+        first = self.start_byte // PAGE_SIZE
+        return first, (self.start_byte + self.length - 1) // PAGE_SIZE + 1
+
+    def hold(self):
+        if not self.held and not self.revoked:
+            self.pages.hold(*self.page_range())
+            self.held = True
+
+    def release(self):
+        if self.held:
+            self.held = False
+            self.pages.release(*self.page_range())
+
+    def __repr__(self):
+        return (f"<Area iova={self.iova:#x} len={self.length:#x} "
+                f"{self.pages.kind}{' revoked' if self.revoked else ''}>")
+
+
+class Ioas(IommufdObject):
+    kind = C.IOAS
+
+    def __init__(self, options=None) -> None:
+        super().__init__()
+        opts = options or {}
+        self.areas = SortedDict()
+        self.reserved: list[Reserved] = []
+        self._resv_union: list[tuple[int, int]] = []
+        self.allowed: list[tuple[int, int]] = []
+        self.iova_alignment = 1
+        self.disable_large_pages = False
+        self.domains: list = []
+        self.accesses: list = []
+        self.huge_page_size = opts.get("huge_page_size", HUGE_PAGE_SIZE)
+
+    # ------------------------------------------------------------------ query
+    def area_at(self, iova: int):
+        i = self.areas.bisect_right(iova) - 1
+        if i < 0:
+            return None
+        a = self.areas.peekitem(i)[1]
+        return a if a.last >= iova else None
+
+    def areas_in(self, start: int, last: int):
+        """Areas intersecting [start, last], ascending."""
+        out = []
+        first = self.area_at(start)
+        if first is not None:
+            out.append(first)
+        for k in self.areas.irange(start, last, inclusive=(False, True)):
+            out.append(self.areas[k])
+        return out
+
+    def intersects_area(self, start: int, last: int) -> bool:
+        i = self.areas.bisect_right(last) - 1
+        return i >= 0 and self.areas.peekitem(i)[1].last >= start
+
+    def intersects_reserved(self, start: int, last: int) -> bool:
+        return any(s <= last and l >= start for s, l in self._resv_union)
+
+    def intersects_allowed(self, start: int, last: int) -> bool:
+        return any(s <= last and l >= start for s, l in self.allowed)
+
+    def translate(self, iova: int):
+        """(area, byte offset in pages) of a mapped, non-revoked IOVA."""
+        a = self.area_at(iova)
+        if a is None or a.revoked:
+            return None
+        return a, a.start_byte + (iova - a.iova)
+
+    # ---------------------------------------------------------------- reserved
+    def _rebuild_union(self) -> None:
+        spans = sorted((r.start, r.last) for r in self.reserved)
+        out: list[list[int]] = []
+        for s, l in spans:
+            if out and s <= out[-1][1] + 1:
+                out[-1][1] = max(out[-1][1], l)
+            else:
+                out.append([s, l])
+        self._resv_union = [tuple(x) for x in out]
+
+    def add_reserved(self, start: int, last: int, owner) -> None:
+        if self.intersects_area(start, last) or self.intersects_allowed(start, last):
+            raise err(errno.EADDRINUSE, f"reserving [{start:#x}, {last:#x}] "
+                      "intersects an area or an allowed range")
+        self.reserved.append(Reserved(start, last, owner))
+        self._rebuild_union()
+
+    def remove_reserved(self, owner) -> None:
+        self.reserved = [r for r in self.reserved if r.owner is not owner]
+        self._rebuild_union()
+
+    def usable_ranges(self):
+        """Gaps between reserved ranges over [0, ULONG_MAX] (§4.4)."""
+        out = []
+        cur = 0
+        for s, l in self._resv_union:
+            if s > cur:
+                out.append((cur, s - 1))
+            cur = l + 1
+        if cur <= ULONG_MAX:
+            out.append((cur, ULONG_MAX))
+        return out
+
+    def set_allowed(self, ranges) -> None:
+        for s, l in ranges:
+            if self.intersects_reserved(s, l):
+                raise err(errno.EADDRINUSE, "allowed range intersects a "
+                          "reserved range")
+        self.allowed = sorted(ranges)
+
+    # --------------------------------------------------------------- alignment
+    def _wanted_alignment(self, extra_domains=(), extra_accesses=()) -> int:
+        g = PAGE_SIZE if self.disable_large_pages else 1
+        for d in list(self.domains) + list(extra_domains):
+            g = max(g, d.min_page)
+        for a in list(self.accesses) + list(extra_accesses):
+            g = max(g, a.iova_alignment)
+        return g
+
+    def _check_alignment(self, g: int) -> None:
+        m = g - 1
+        for a in self.areas.values():
+            if (a.iova & m) or (a.length & m) or (a.page_offset & m):
+                raise err(errno.EADDRINUSE, f"{a!r} is not aligned to the new "
+                          f"IOVA alignment {g:#x}")
+
+    def recalc_alignment(self) -> None:
+        g = self._wanted_alignment()
+        if g > self.iova_alignment:
+            self._check_alignment(g)
+        self.iova_alignment = g
+
+    # ------------------------------------------------------------- allocator
+    def _used_spans(self, lo: int, hi: int):
+        """Merged spans of reserved ∪ areas intersecting [lo, hi]."""
+        resv = ((s, l) for s, l in self._resv_union if l >= lo and s <= hi)
+        areas = ((a.iova, a.last) for a in self.areas_in(lo, hi))
+        cur = None
+        for s, l in heapq.merge(resv, areas):
+            if cur is not None and s <= cur[1] + 1:
+                if l > cur[1]:
+                    cur[1] = l
+                continue
+            if cur is not None:
+                yield tuple(cur)
+            cur = [s, l]
+        if cur is not None:
+            yield tuple(cur)
+
+    def holes(self, lo: int, hi: int):
+        cur = lo
+        for s, l in self._used_spans(lo, hi):
+            if s > cur:
+                yield (cur, min(s - 1, hi))
+            cur = max(cur, l + 1)
+            if cur > hi:
+                return
+        if cur <= hi:
+            yield (cur, hi)
+
+    def windows(self):
+        lo, hi = PAGE_SIZE, ULONG_MAX - PAGE_SIZE
+        if not self.allowed:
+            return [(lo, hi)]
+        merged: list[list[int]] = []
+        for s, l in self.allowed:
+            if merged and s <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], l)
+            else:
+                merged.append([s, l])
+        out = []
+        for s, l in merged:
+            s, l = max(s, lo), min(l, hi)
+            if s <= l:
+                out.append((s, l))
+        return out
+
+    def alloc_iova(self, length: int, addr: int) -> int:
+        """Spec §4.5, step by step."""
+        if length == 0 or length >= ULONG_MAX // 2:
+            raise err(errno.EOVERFLOW, "length too large for automatic IOVA")
+        off = addr % PAGE_SIZE
+        a = roundup_pow2(length)
+        if addr != 0:
+            a = min(a, addr & -addr)
+        if a >= self.huge_page_size:
+            a = self.huge_page_size
+        if a < self.iova_alignment:
+            raise err(errno.EINVAL, f"source alignment {a:#x} below IOVA "
+                      f"alignment {self.iova_alignment:#x}")
+        for ws, wl in self.windows():
+            c = align_up(ws, a)
+            if c > ULONG_MAX:
+                continue
+            c |= off
+            if c >= wl or wl - c < length - 1:
+                continue
+            for hs, hl in self.holes(c, wl):
+                c2 = align_up(hs, a)
+                if c2 > ULONG_MAX:
+                    continue
+                c2 |= off
+                if c2 < hl and hl - c2 >= length - 1:
+                    return c2
+        raise err(errno.ENOSPC, f"no free IOVA range of length {length:#x}")
+
+    def check_iova(self, iova: int, length: int) -> None:
+        if iova & (self.iova_alignment - 1):
+            raise err(errno.EINVAL, f"iova {iova:#x} not aligned to "
+                      f"{self.iova_alignment:#x}")
+        last = iova + length - 1
+        if last > ULONG_MAX:
+            raise err(errno.EOVERFLOW, "iova + length overflows")
+        if self.intersects_reserved(iova, last):
+            raise err(errno.EINVAL, f"[{iova:#x}, {last:#x}] intersects a "
+                      "reserved range")
+        if self.intersects_area(iova, last):
+            raise err(errno.EEXIST, f"[{iova:#x}, {last:#x}] intersects an "
+                      "existing area")
+
+    # ----------------------------------------------------------------- map
+    def map_pages(self, pieces, length: int, iova: int, fixed: bool,
+                  readable: bool, writable: bool) -> int:
+        """Insert one area per piece (pages, start_byte, length), contiguous
+        from ``iova`` (or an allocated IOVA). Returns the IOVA."""
+        g = self.iova_alignment
+        if length % g or not length:
+            raise err(errno.EINVAL, f"length {length:#x} not a multiple of "
+                      f"the IOVA alignment {g:#x}")
+        if fixed:
+            self.check_iova(iova, length)
+        else:
+            pages0, sb0, _ = pieces[0]
+            iova = self.alloc_iova(length, pages0.start + sb0)
+        new = []
+        cur = iova
+        for pages, start_byte, plen in pieces:
+            if writable and not pages.writable:
+                raise err(errno.EPERM, "WRITEABLE requested on read-only pages")
+            if (start_byte % PAGE_SIZE) & (g - 1):
+                raise err(errno.EINVAL, "source page offset not a multiple of "
+                          f"the IOVA alignment {g:#x}")
+            new.append(Area(self, cur, plen, pages, start_byte, readable, writable))
+            cur += plen
+        if self.domains:
+            done = []
+            try:
+                for a in new:
+                    a.hold()
+                    done.append(a)
+            except BaseException:
+                for a in done:
+                    a.release()
+                raise
+        for a in new:
+            self.areas[a.iova] = a
+            a.pages.refs += 1
+            a.pages.areas.add(a)
+        for d in self.domains:
+            d.on_map(new)
+        return iova
+
+    def get_pieces(self, iova: int, length: int):
+        """Pieces covering [iova, iova+length) with no hole (COPY, access)."""
+        if not length:
+            raise err(errno.EINVAL, "length is 0")
+        last = iova + length - 1
+        if last > ULONG_MAX:
+            raise err(errno.EOVERFLOW, "range end overflows")
+        pieces = []
+        cur = iova
+        while True:
+            a = self.area_at(cur)
+            if a is None:
+                raise err(errno.ENOENT, f"IOVA {cur:#x} is not mapped")
+            end = min(last, a.last)
+            pieces.append((a, cur, end))
+            if end == last:
+                return pieces
+            cur = end + 1
+
+    # ---------------------------------------------------------------- unmap
+    def _remove_area(self, a: Area) -> None:
+        for d in self.domains:
+            d.on_unmap(a)
+        a.release()
+        del self.areas[a.iova]
+        p = a.pages
+        p.refs -= 1
+        p.areas.discard(a)
+        if p.refs == 0:
+            p.free()
+
+    def unmap(self, start: int, last: int) -> int:
+        """Whole-area unmap with the kernel's partial effect (§4.9)."""
+        removed = 0
+        while True:
+            cands = self.areas_in(start, last)
+            if not cands:
+                break
+            a = cands[0]
+            if a.iova < start or a.last > last:
+                raise err(errno.ENOENT, f"{a!r} is not fully inside the range")
+            self._remove_area(a)
+            removed += a.length
+        if not removed:
+            raise err(errno.ENOENT, "nothing mapped in the range")
+        return removed
+
+    def unmap_all(self) -> int:
+        try:
+            return self.unmap(0, ULONG_MAX)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return 0
+            raise
+
+    # --------------------------------------------------------------- domains
+    def attach_domain(self, dom) -> None:
+        """iopt_table_add_domain: alignment, aperture reservations, fill."""
+        g = max(dom.min_page, self.iova_alignment)
+        if g > PAGE_SIZE:
+            raise err(errno.EINVAL, "domain page size above PAGE_SIZE")
+        if g != self.iova_alignment:
+            self._check_alignment(g)
+        ap_start, ap_last = dom.aperture
+        try:
+            if ap_start != 0:
+                self.add_reserved(0, ap_start - 1, dom)
+            if ap_last != ULONG_MAX:
+                self.add_reserved(ap_last + 1, ULONG_MAX, dom)
+            if not self.domains:
+                done = []
+                try:
+                    for a in self.areas.values():
+                        a.hold()
+                        done.append(a)
+                except BaseException:
+                    for a in done:
+                        a.release()
+                    raise
+        except BaseException:
+            self.remove_reserved(dom)
+            raise
+        self.iova_alignment = g
+        self.domains.append(dom)
+
+    def detach_domain(self, dom) -> None:
+        self.domains.remove(dom)
+        if not self.domains:
+            for a in self.areas.values():
+                a.release()
+        self.remove_reserved(dom)
+        g = self._wanted_alignment()
+        self.iova_alignment = g       # shrinking never fails
+
+    # ---------------------------------------------------------------- revoke
+    def revoke_area(self, a: Area) -> None:
+        if a.revoked:
+            return
+        for d in self.domains:
+            d.on_unmap(a)
+        a.release()
+        a.revoked = True
+
+    # --------------------------------------------------------------- destroy
+    def destroy(self) -> None:
+        for a in list(self.areas.values()):
+            self._remove_area(a)
+        self.reserved.clear()
+        self._resv_union = []
+        self.allowed = []
+
+
+# ===========================================================================
+# ioctl handlers
+# ===========================================================================
+
+def _reserved(cmd):
+    return getattr(cmd, "__reserved")
+
+
+def h_ioas_alloc(ctx, cmd, ucmd):
+    if cmd.flags:
+        raise err(errno.EOPNOTSUPP, "IOAS_ALLOC: flags must be 0")
+    ioas = Ioas(ctx.options)
+    cmd.out_ioas_id = ctx.add(ioas)
+    ucmd.respond()
+    return 0
+
+
+def _read_ranges(caller, uptr: int, n: int):
+    """Read n iommu_iova_range entries; yields (start, last); EFAULT."""
+    CH = 4096
+    for base in range(0, n, CH):
+        cnt = min(CH, n - base)
+        try:
+            blob = caller.read(uptr + base * 16, cnt * 16)
+        except OSError:
+            blob = None
+        for i in range(cnt):
+            if blob is None:
+                e = caller.read(uptr + (base + i) * 16, 16)
+            else:
+                e = blob[i * 16:(i + 1) * 16]
+            yield (int.from_bytes(e[0:8], "little"), int.from_bytes(e[8:16], "little"))
+
+
+def h_allow_iovas(ctx, cmd, ucmd):
+    if _reserved(cmd):
+        raise err(errno.EOPNOTSUPP, "ALLOW_IOVAS: __reserved must be 0")
+    ioas = ctx.lookup(cmd.ioas_id, C.IOAS)
+    ranges: list[tuple[int, int]] = []
+    for s, l in _read_ranges(ucmd.caller, cmd.allowed_iovas, cmd.num_iovas):
+        if s >= l:
+            raise err(errno.EINVAL, f"allowed range start {s:#x} >= last {l:#x}")
+        if any(s <= rl and l >= rs for rs, rl in ranges):
+            raise err(errno.EINVAL, "allowed ranges overlap")
+        ranges.append((s, l))
+    ioas.set_allowed(ranges)
+    return 0
+
+
+def h_iova_ranges(ctx, cmd, ucmd):
+    if _reserved(cmd):
+        raise err(errno.EOPNOTSUPP, "IOVA_RANGES: __reserved must be 0")
+    ioas = ctx.lookup(cmd.ioas_id, C.IOAS)
+    ranges = ioas.usable_ranges()
+    cap = cmd.num_iovas
+    out = b"".join(s.to_bytes(8, "little") + l.to_bytes(8, "little")
+                   for s, l in ranges[:cap])
+    if out:
+        ucmd.caller.write(cmd.allowed_iovas, out)
+    cmd.num_iovas = len(ranges)
+    cmd.out_iova_alignment = ioas.iova_alignment
+    ucmd.respond()
+    if len(ranges) > cap:
+        raise err(errno.EMSGSIZE, f"{len(ranges)} ranges, room for {cap}")
+    return 0
+
+
+def _common_map_checks(flags: int, iova: int, length: int):
+    if iova == U64_MAX or length == U64_MAX:
+        raise err(errno.EOVERFLOW, "iova/length is U64_MAX")
+    if not flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE):
+        raise err(errno.EINVAL, "neither READABLE nor WRITEABLE")
+
+
+def h_map(ctx, cmd, ucmd):
+    flags = cmd.flags
+    if flags & ~MAP_FLAGS or _reserved(cmd):
+        raise err(errno.EOPNOTSUPP, "MAP: unknown flags or __reserved set")
+    _common_map_checks(flags, cmd.iova, cmd.length)
+    ioas = ctx.lookup(cmd.ioas_id, C.IOAS)
+    uva, length = cmd.user_va, cmd.length
+    if uva + length > ULONG_MAX:
+        raise err(errno.EOVERFLOW, "user_va + length overflows")
+    if length == 0 or length > SIZE_MAX - PAGE_SIZE:
+        raise err(errno.EINVAL, "bad length")
+    writable = bool(flags & IOMMU_IOAS_MAP_WRITEABLE)
+    caller = ucmd.caller
+    mem = caller.memory()
+    pages = UserPages(ctx.system, uva, length, writable,
+                      make_account(ctx, caller), mem)
+    pages.owns_mem = True
+    try:
+        iova = ioas.map_pages([(pages, uva - pages.start, length)], length,
+                              cmd.iova, bool(flags & IOMMU_IOAS_MAP_FIXED_IOVA),
+                              bool(flags & IOMMU_IOAS_MAP_READABLE), writable)
+    except BaseException:
+        if pages.refs == 0:
+            pages.free()
+        raise
+    cmd.iova = iova
+    ucmd.respond()
+    return 0
+
+
+def h_map_file(ctx, cmd, ucmd):
+    flags = cmd.flags
+    if flags & ~MAP_FLAGS:
+        raise err(errno.EOPNOTSUPP, "MAP_FILE: unknown flags")
+    _common_map_checks(flags, cmd.iova, cmd.length)
+    ioas = ctx.lookup(cmd.ioas_id, C.IOAS)
+    start, length = cmd.start, cmd.length
+    if length == 0:
+        raise err(errno.EINVAL, "length is 0")
+    if start + length - 1 > ULONG_MAX:
+        raise err(errno.EOVERFLOW, "start + length overflows")
+    caller = ucmd.caller
+    ref = caller.get_file(cmd.fd)                  # EBADF
+    writable = bool(flags & IOMMU_IOAS_MAP_WRITEABLE)
+    try:
+        # Spec §12.1: WRITEABLE on a file not open for writing -> EPERM. We
+        # enforce it: DMA writes reach the file through the server's fd.
+        if writable and not getattr(ref, "writable", True):
+            raise err(errno.EPERM, "WRITEABLE map of a file not open for write")
+        pages = FilePages(ctx.system, ref, start, length, writable,
+                          make_account(ctx, caller),
+                          ctx.options.get("gmem_map", "rfc"))
+    except BaseException:
+        ref.close()
+        raise
+    try:
+        iova = ioas.map_pages([(pages, start - pages.start, length)], length,
+                              cmd.iova, bool(flags & IOMMU_IOAS_MAP_FIXED_IOVA),
+                              bool(flags & IOMMU_IOAS_MAP_READABLE), writable)
+    except BaseException:
+        if pages.refs == 0:
+            pages.free()
+        raise
+    if pages.gmem is not None:
+        _subscribe_gmem(ctx, pages)
+    cmd.iova = iova
+    ucmd.respond()
+    return 0
+
+
+def _ev(event, name, default=None):
+    if isinstance(event, dict):
+        return event.get(name, default)
+    return getattr(event, name, default)
+
+
+def default_gmem_policy(event, area) -> str:
+    if _ev(event, "kind") == "punch" and _ev(event, "phase", "before") == "before":
+        return "revoke"
+    return "ignore"
+
+
+def _subscribe_gmem(ctx, pages) -> None:
+    policy = ctx.options.get("gmem_policy", default_gmem_policy)
+
+    def on_event(event):
+        off = _ev(event, "offset", 0)
+        length = _ev(event, "length", 0)
+        end = off + length
+        for a in list(pages.areas):
+            a_start = pages.start + a.start_byte
+            if a_start < end and off < a_start + a.length and not a.revoked:
+                if policy(event, a) == "revoke":
+                    a.ioas.revoke_area(a)
+
+    unsub = pages.gmem.subscribe(on_event)
+    if callable(unsub):
+        pages._unsub = unsub
+    elif hasattr(pages.gmem, "unsubscribe"):
+        pages._unsub = lambda: pages.gmem.unsubscribe(on_event)
+
+
+def h_copy(ctx, cmd, ucmd):
+    flags = cmd.flags
+    src_iova = cmd.src_iova
+    if ctx.test_kernel and flags & COPY_SYZ_FLAG:
+        flags &= ~COPY_SYZ_FLAG
+        syz = True
+    else:
+        syz = False
+    if flags & ~MAP_FLAGS:
+        raise err(errno.EOPNOTSUPP, "COPY: unknown flags")
+    if U64_MAX in (cmd.length, src_iova, cmd.dst_iova):
+        raise err(errno.EOVERFLOW, "length/src_iova/dst_iova is U64_MAX")
+    if not flags & (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE):
+        raise err(errno.EINVAL, "neither READABLE nor WRITEABLE")
+    src = ctx.lookup(cmd.src_ioas_id, C.IOAS)
+    if syz:
+        src_iova = syz_iova(src, src_iova)
+    length = cmd.length
+    src_pieces = src.get_pieces(src_iova, length)
+    dst = ctx.lookup(cmd.dst_ioas_id, C.IOAS)
+    pieces = [(a.pages, a.start_byte + (s - a.iova), e - s + 1)
+              for a, s, e in src_pieces]
+    iova = dst.map_pages(pieces, length, cmd.dst_iova,
+                         bool(flags & IOMMU_IOAS_MAP_FIXED_IOVA),
+                         bool(flags & IOMMU_IOAS_MAP_READABLE),
+                         bool(flags & IOMMU_IOAS_MAP_WRITEABLE))
+    cmd.dst_iova = iova
+    ucmd.respond()
+    return 0
+
+
+def syz_iova(ioas: Ioas, v: int) -> int:
+    """Syzkaller form {u32 nth_area, u32 offset} -> IOVA (0 if no such area)."""
+    nth, offset = v & 0xFFFFFFFF, v >> 32
+    if nth >= len(ioas.areas):
+        return 0
+    a = ioas.areas.peekitem(nth)[1]
+    return a.iova + offset
+
+
+def h_unmap(ctx, cmd, ucmd):
+    ioas = ctx.lookup(cmd.ioas_id, C.IOAS)
+    iova, length = cmd.iova, cmd.length
+    if iova == 0 and length == U64_MAX:
+        cmd.length = ioas.unmap_all()
+    else:
+        if iova == U64_MAX or length == U64_MAX:
+            raise err(errno.EOVERFLOW, "iova/length is U64_MAX")
+        if length == 0:
+            raise err(errno.EINVAL, "length is 0")
+        if iova + length - 1 > ULONG_MAX:
+            raise err(errno.EOVERFLOW, "iova + length overflows")
+        cmd.length = ioas.unmap(iova, iova + length - 1)
+    ucmd.respond()
+    return 0
+
+
+def h_option(ctx, cmd, ucmd):
+    if _reserved(cmd):
+        raise err(errno.EOPNOTSUPP, "OPTION: __reserved must be 0")
+    if cmd.option_id == IOMMU_OPTION_RLIMIT_MODE:
+        if cmd.object_id:
+            raise err(errno.EOPNOTSUPP, "RLIMIT_MODE is context global")
+        if cmd.op == IOMMU_OPTION_OP_GET:
+            cmd.val64 = 1 if ctx.account_mode == "mm" else 0
+        elif cmd.op == IOMMU_OPTION_OP_SET:
+            from .pages import _caller_has_cap
+            if not _caller_has_cap(ucmd.caller, "CAP_SYS_RESOURCE"):
+                raise err(errno.EPERM, "RLIMIT_MODE SET needs CAP_SYS_RESOURCE")
+            if len(ctx):
+                raise err(errno.EBUSY, "context already has objects")
+            if cmd.val64 == 0:
+                ctx.account_mode = "user"
+            elif cmd.val64 == 1:
+                ctx.account_mode = "mm"
+            else:
+                raise err(errno.EINVAL, "RLIMIT_MODE value must be 0 or 1")
+        else:
+            raise err(errno.EOPNOTSUPP, "unknown option op")
+    elif cmd.option_id == IOMMU_OPTION_HUGE_PAGES:
+        ioas = ctx.lookup(cmd.object_id, C.IOAS)
+        if cmd.op == IOMMU_OPTION_OP_GET:
+            cmd.val64 = 0 if ioas.disable_large_pages else 1
+        elif cmd.op == IOMMU_OPTION_OP_SET:
+            if cmd.val64 == 0:
+                if not ioas.disable_large_pages:
+                    if ioas.domains and ioas.areas:
+                        raise err(errno.EINVAL, "domain with mappings present")
+                    ioas.disable_large_pages = True
+                    try:
+                        ioas.recalc_alignment()
+                    except BaseException:
+                        ioas.disable_large_pages = False
+                        raise
+            elif cmd.val64 == 1:
+                ioas.disable_large_pages = False
+                ioas.recalc_alignment()
+            else:
+                raise err(errno.EINVAL, "HUGE_PAGES value must be 0 or 1")
+        else:
+            raise err(errno.EOPNOTSUPP, "unknown option op")
+    else:
+        raise err(errno.EOPNOTSUPP, f"unknown option {cmd.option_id}")
+    ucmd.write_back(16, 8)          # only val64 (§2.4)
+    return 0
+
+
+def h_vfio_ioas(ctx, cmd, ucmd):
+    if _reserved(cmd):
+        raise err(errno.EOPNOTSUPP, "VFIO_IOAS: __reserved must be 0")
+    if cmd.op == IOMMU_VFIO_IOAS_GET:
+        if ctx.vfio_ioas is None:
+            raise err(errno.ENODEV, "no compat IOAS")
+        cmd.ioas_id = ctx.vfio_ioas.id
+        ucmd.respond()
+    elif cmd.op == IOMMU_VFIO_IOAS_SET:
+        ctx.vfio_ioas = ctx.lookup(cmd.ioas_id, C.IOAS)
+    elif cmd.op == IOMMU_VFIO_IOAS_CLEAR:
+        ctx.vfio_ioas = None
+    else:
+        raise err(errno.EOPNOTSUPP, "unknown VFIO_IOAS op")
+    return 0
+
+
+def h_change_process(ctx, cmd, ucmd):
+    if _reserved(cmd):
+        raise err(errno.EOPNOTSUPP, "CHANGE_PROCESS: __reserved must be 0")
+    pages_set = {}
+    for ioas in ctx.objects(C.IOAS):
+        for a in ioas.areas.values():
+            if a.pages.kind != "file":
+                raise err(errno.EINVAL, "CHANGE_PROCESS: an area is not file "
+                          "backed")
+            pages_set[id(a.pages)] = a.pages
+    if not pages_set:
+        return 0
+    caller = ucmd.caller
+    new_acct = make_account(ctx, caller)
+    sysm = ctx.system
+    done = []
+    try:
+        for p in pages_set.values():
+            sysm.charge(new_acct, p.charged)
+            done.append(p)
+    except BaseException:
+        for p in done:
+            sysm.uncharge(new_acct, p.charged)
+        raise
+    for p in pages_set.values():
+        sysm.uncharge(p.account, p.charged)
+        p.account = new_acct
+    return 0
