@@ -456,6 +456,7 @@ class GmemFS:
             except OSError as e:
                 self.stats["ioctl_errors"] += 1
                 self._log_ioctl(cmd, caller.tid, e.errno, e.strerror)
+                e.gmemfs_logged = True
                 raise
             self._log_ioctl(cmd, caller.tid, 0, None)
             F.reply_ioctl(req, ret or 0)
@@ -481,6 +482,7 @@ class GmemFS:
                 node.gmem = GuestMemfd.create(size, a.flags)
             except OSError as e:
                 self._log_ioctl(cmd, tid, e.errno, e.strerror)
+                e.gmemfs_logged = True
                 raise
             node.gmem.name = node.name
             # the kernel still caches size 0 for this inode: a zero-length

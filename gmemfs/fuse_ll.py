@@ -111,7 +111,7 @@ def req_ctx(req):
 
 def _fail(req, e: BaseException, what: str) -> None:
     if isinstance(e, OSError) and e.errno:
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(logging.DEBUG) and not getattr(e, "gmemfs_logged", False):
             log.debug("%s -> %s (%s)", what, errno.errorcode.get(e.errno, e.errno), e.strerror)
         lib.fuse_reply_err(req, e.errno)
     else:

@@ -155,7 +155,9 @@ def build_c(source: str | Path, out_dir: Path, extra_flags=()) -> Path:
     exe = out_dir / src.stem
     cmd = ["gcc", "-O1", "-g", "-Wall", "-Werror", "-I", ioctl_abi.INCLUDE_DIR,
            "-I", str(C_DIR), "-o", str(exe), str(src), *extra_flags]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"gcc failed for {src.name}:\n{r.stderr}")
     _built[key] = exe
     return exe
 
