@@ -23,7 +23,7 @@ from gmemfs.caller import Caller, FileRef
 
 log = logging.getLogger("gmemfs.fs")
 
-ROOT_INO, IOMMU_INO, GMEM_DIR_INO, STATE_DIR_INO, STATE_GMEM_DIR_INO = 1, 2, 3, 4, 5
+ROOT_INO, IOMMU_INO, GMEM_DIR_INO, STATE_DIR_INO, STATE_GMEM_DIR_INO, KVM_INO = 1, 2, 3, 4, 5, 6
 FIRST_DYNAMIC_INO = 1000
 PAGE_SIZE = 4096
 
@@ -72,6 +72,20 @@ class IommuNode(Node):
     kind = "iommu"
 
 
+class KvmNode(Node):
+    """MNT/kvm: capability discovery for what gmemfs emulates (KVM_CHECK_EXTENSION)."""
+    kind = "kvm"
+
+
+# KVM_CHECK_EXTENSION answers of MNT/kvm (guest_memfd.md §1.2, v8 §6.2)
+KVM_API_VERSION = 12
+KVM_CAPS = {
+    abi.KVM_CAP_GUEST_MEMFD: 1,
+    abi.KVM_CAP_GUEST_MEMFD_FLAGS: abi.GUEST_MEMFD_FLAG_MMAP | abi.GUEST_MEMFD_FLAG_INIT_SHARED,
+    abi.KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES: abi.KVM_MEMORY_ATTRIBUTE_PRIVATE,
+}
+
+
 class StateNode(Node):
     """A read-only file whose content is rendered when it is opened."""
     kind = "state"
@@ -91,6 +105,13 @@ class GmemNode(Node):
         super().__init__(ino, name, stat.S_IFREG | 0o600, uid, gid)
         self.gmem = None           # gmemfs.gmem.GuestMemfd once created
         self.linked = True
+        # the kernel may hold page-cache pages of this file (we served a fault)
+        self.cached = False
+        # a shared->private conversion is dropping the kernel's pages: faults
+        # in this byte range are refused (SIGBUS) until it is done
+        self.converting: tuple[int, int] | None = None
+        # page-cache fills refused because the page is private: offset -> (count, t0)
+        self.refused: dict[int, tuple[int, float]] = {}
 
     def attr(self) -> Attr:
         a = super().attr()
@@ -123,6 +144,7 @@ class GmemFS:
         self.root = self._add(DirNode(ROOT_INO, ""))
         self.iommu = self._add(IommuNode(IOMMU_INO, "iommu", stat.S_IFREG | 0o666), self.root)
         self.gmem_dir = self._add(DirNode(GMEM_DIR_INO, "gmem", stat.S_IFDIR | 0o777), self.root)
+        self.kvm = self._add(KvmNode(KVM_INO, "kvm", stat.S_IFREG | 0o666), self.root)
         self.state_dir = self._add(DirNode(STATE_DIR_INO, ".state"), self.root)
         self.state_gmem_dir = self._add(DirNode(STATE_GMEM_DIR_INO, "gmem"), self.state_dir)
         self._add(StateNode(self._alloc_ino(), "contexts", self._render_contexts), self.state_dir)
@@ -334,6 +356,9 @@ class GmemFS:
             fh = self._new_fh(OpenFile(node, ctx=ctx, flags=fi.flags))
             self.stats["contexts_opened"] += 1
             F.reply_open(req, fi, fh, direct_io=True, nonseekable=True)
+        elif isinstance(node, KvmNode):
+            fh = self._new_fh(OpenFile(node, flags=fi.flags))
+            F.reply_open(req, fi, fh, direct_io=True, nonseekable=True)
         elif isinstance(node, GmemNode):
             fh = self._new_fh(OpenFile(node, flags=fi.flags))
             F.reply_open(req, fi, fh, direct_io=self.direct_io_mmap, nonseekable=True)
@@ -365,10 +390,59 @@ class GmemFS:
         if off >= end:
             F.reply_buf(req, b"")
             return
-        if not g.is_shared(off, end - off):
-            # touching a private page is SIGBUS: fail the fill (guest_memfd.md §6.3)
+        conv = node.converting
+        private = not g.is_shared(off, end - off) or (conv and off < conv[1] and end > conv[0])
+        if private and not self._populate_loop(node, off):
+            # touching a private page is SIGBUS: fail the fill (guest_memfd.md §6.3).
+            # Never a short read: FUSE would shrink the cached file size.
             raise OSError(errno.EIO, "private page: no host access")
+        node.cached = True
+        if private:
+            # MAP_POPULATE / mlock / MADV_POPULATE over a private page make the
+            # kernel retry the fill forever (spec §8.1). Break the loop with a
+            # zero page and drop it from the page cache right after, so the
+            # next touch faults again and gets SIGBUS.
+            F.reply_buf(req, bytes(end - off))
+            self.session.spawn(self._drop_cache, node, off, end - off)
+            return
         F.reply_buf(req, g.read(off, end - off))
+
+    # one touch of a private page costs ~16 refused fills (readahead windows,
+    # retry); a GUP populate loop makes thousands a second
+    POPULATE_LOOP_REFUSALS = 512
+    POPULATE_LOOP_WINDOW = 1.0
+
+    def _populate_loop(self, node: GmemNode, off: int) -> bool:
+        """True when fills of this private page keep coming back: a GUP
+        populate loop, not a touch (a touch gives up after 2-4 refusals)."""
+        now = time.monotonic()
+        count, t0 = node.refused.get(off, (0, now))
+        if now - t0 > self.POPULATE_LOOP_WINDOW:
+            count, t0 = 0, now
+        count += 1
+        if len(node.refused) > 4096:
+            node.refused.clear()
+        node.refused[off] = (count, t0)
+        if count >= self.POPULATE_LOOP_REFUSALS:
+            node.refused.pop(off, None)
+            log.debug("populate loop on private page %#x of %s: served zeros, dropping it",
+                      off, node.name)
+            return True
+        return False
+
+    async def _drop_cache(self, node: GmemNode, off: int, length: int):
+        await trio.sleep(0.05)
+        await self.invalidate(node, off, length)
+
+    async def invalidate(self, node: GmemNode, off: int = 0, length: int = 0):
+        """Write back and drop the kernel's cached pages of ``node`` in the range
+        (length 0 = to EOF). Runs in a worker thread: the kernel may send us
+        the write-back of dirty pages, which this loop must serve meanwhile."""
+        if self.session is None or not node.cached:
+            return
+        if off == 0 and length == 0:
+            node.cached = False
+        await trio.to_thread.run_sync(self.session.notify_inval_inode, node.ino, off, length)
 
     def write(self, req, ino: int, fh: int, buf, off: int, writepage: bool):
         f = self._file(fh)
@@ -462,6 +536,18 @@ class GmemFS:
             F.reply_ioctl(req, ret or 0)
         elif isinstance(f.node, GmemNode):
             self._gmem_ioctl(req, f, cmd, in_data, out_size)
+        elif isinstance(f.node, KvmNode):
+            tid = F.req_ctx(req)[0]
+            if cmd == abi.KVM_CHECK_EXTENSION:
+                val = KVM_CAPS.get(arg, 0)       # unknown caps are 0, like the kernel
+                self._log_ioctl(cmd, tid, 0, f"cap {arg} = {val}")
+                F.reply_ioctl(req, val)
+            elif cmd == 0xAE00:   # KVM_GET_API_VERSION
+                F.reply_ioctl(req, KVM_API_VERSION)
+            else:
+                # /dev/kvm answers unknown ioctls (and VM ioctls) with EINVAL
+                self._log_ioctl(cmd, tid, errno.EINVAL, "not emulated on MNT/kvm")
+                raise OSError(errno.EINVAL, "not emulated on MNT/kvm")
         else:
             raise OSError(errno.ENOTTY, "no ioctls on this node")
 
@@ -491,10 +577,59 @@ class GmemFS:
             self._log_ioctl(cmd, tid, 0, None)
             F.reply_ioctl(req, 0)
             return
+        if cmd == abi.KVM_SET_MEMORY_ATTRIBUTES2 and node.gmem is not None:
+            self._set_attributes2(req, node, in_data, tid)
+            return
         # guest_memfd.md §4.1: KVM_CREATE_GUEST_MEMFD on a gmem fd -> ENOTTY;
         # unknown ioctls -> ENOTTY
         self._log_ioctl(cmd, tid, errno.ENOTTY, "unknown ioctl on a guest_memfd")
         raise OSError(errno.ENOTTY, "unknown ioctl on a guest_memfd")
+
+    def _set_attributes2(self, req, node: GmemNode, in_data: bytes, tid: int):
+        """KVM_SET_MEMORY_ATTRIBUTES2 (guest_memfd.md §6, v8). shared->private
+        must first unmap the range from every host page table: gmemfs writes
+        back and drops the kernel's cached pages (worker thread) while faults
+        in the range are refused, then stores the attribute."""
+        a = abi.from_bytes("struct kvm_memory_attributes2", in_data)
+        g = node.gmem
+        args = (a.offset, a.size, a.attributes, a.flags, list(a.reserved))
+        if node.cached and 0 < a.size and a.offset < g.size:
+            # drop the kernel's pages first (to private: after writing them
+            # back; to shared: stale zero pages of a broken populate loop)
+            self.session.spawn(self._convert_async, req, node, in_data, args, tid)
+            return
+        self._apply_attributes2(req, node, in_data, args, tid)
+
+    async def _convert_async(self, req, node, in_data, args, tid):
+        offset, size = args[0], args[1]
+        node.converting = (offset, min(offset + size, node.gmem.size))
+        try:
+            await self.invalidate(node, offset, size)
+            self._apply_attributes2(req, node, in_data, args, tid)
+        except BaseException as e:   # reply, whatever happened
+            F._fail(req, e, "KVM_SET_MEMORY_ATTRIBUTES2")
+        finally:
+            node.converting = None
+
+    def _apply_attributes2(self, req, node, in_data, args, tid):
+        cmd = abi.KVM_SET_MEMORY_ATTRIBUTES2
+        try:
+            node.gmem.set_memory_attributes(*args)
+        except OSError as e:
+            self._log_ioctl(cmd, tid, e.errno, e.strerror)
+            eo = getattr(e, "error_offset", None)
+            if eo is None:
+                e.gmemfs_logged = True
+                raise
+            # the series reports where it stopped: copy the struct back with
+            # error_offset and fail with the errno
+            out = abi.from_bytes("struct kvm_memory_attributes2", in_data)
+            out.error_offset = eo
+            F.reply_ioctl(req, -e.errno, abi.to_bytes(out))
+            return
+        node.mtime_ns = time.time_ns()
+        self._log_ioctl(cmd, tid, 0, None)
+        F.reply_ioctl(req, 0)
 
     # --------------------------------------------------------- fallocate --
 
