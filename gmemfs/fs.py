@@ -571,9 +571,14 @@ class GmemFS:
                 e.gmemfs_logged = True
                 raise
             node.gmem.name = node.name
-            # the kernel still caches size 0 for this inode: a zero-length
-            # store at the new EOF makes it learn the size (spec §8.1 trap)
-            self.session.notify_store(node.ino, node.gmem.size, b"")
+            # the kernel still caches size 0 for this inode and faults do not
+            # refresh it (spec §8.1 trap): storing the last byte makes it learn
+            # the size. (A zero-length store does not: the kernel only grows
+            # i_size for a store of > 0 bytes.) The page stays not-uptodate, so
+            # a touch still comes here and private pages still SIGBUS.
+            last = node.gmem.size - 1
+            self.session.notify_store(node.ino, last, node.gmem.read(last, 1))
+            node.cached = True
             self._log_ioctl(cmd, tid, 0, None)
             F.reply_ioctl(req, 0)
             return
@@ -593,7 +598,7 @@ class GmemFS:
         a = abi.from_bytes("struct kvm_memory_attributes2", in_data)
         g = node.gmem
         args = (a.offset, a.size, a.attributes, a.flags, list(a.reserved))
-        if node.cached and 0 < a.size and a.offset < g.size:
+        if node.cached and 0 < a.size and a.offset + a.size <= g.size:
             # drop the kernel's pages first (to private: after writing them
             # back; to shared: stale zero pages of a broken populate loop)
             self.session.spawn(self._convert_async, req, node, in_data, args, tid)
