@@ -642,11 +642,12 @@ def _subscribe_gmem(ctx, pages) -> None:
                 if policy(event, a) == "revoke":
                     a.ioas.revoke_area(a)
 
-    unsub = pages.gmem.subscribe(on_event)
-    if callable(unsub):
-        pages._unsub = unsub
-    elif hasattr(pages.gmem, "unsubscribe"):
-        pages._unsub = lambda: pages.gmem.unsubscribe(on_event)
+    gmem = pages.gmem
+    ret = gmem.subscribe(on_event)
+    if hasattr(gmem, "unsubscribe"):
+        pages._unsub = lambda: gmem.unsubscribe(on_event)
+    elif callable(ret) and ret is not on_event:
+        pages._unsub = ret
 
 
 def h_copy(ctx, cmd, ucmd):

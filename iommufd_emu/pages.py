@@ -171,6 +171,7 @@ class Pages:
             base = self.start // PAGE_SIZE
             for s, e in fresh:
                 self.system.pin(self.backing_key, base + s, base + e, 1)
+                self._backing_pin(s, e, True)
 
     def release(self, first: int, end: int) -> None:
         crossed = self.holders.add(first, end, -1)
@@ -181,6 +182,10 @@ class Pages:
             base = self.start // PAGE_SIZE
             for s, e in crossed:
                 self.system.pin(self.backing_key, base + s, base + e, -1)
+                self._backing_pin(s, e, False)
+
+    def _backing_pin(self, first: int, end: int, pin: bool) -> None:
+        """Hook for backings that count pins themselves (guest_memfd)."""
 
     # --- byte access (DMA, ACCESS_RW) ----------------------------------------
     def read(self, byte: int, n: int) -> bytes:
@@ -237,14 +242,16 @@ class FilePages(Pages):
         self.gmem = getattr(ref, "gmem", None) if ref.kind == "gmem" else None
         self.gmem_mode = gmem_mode
         self.backing_key = file_identity(ref)
-        # RFC: guest_memfd folios are not pinned (spec §11.2).
-        self.takes_pins = self.gmem is None
+        # RFC: guest_memfd folios are not pinned (spec §11.2). Mode 'pin'
+        # (the Feb 2025 v2 RFC) pins them through the model's pin counts.
+        self.gmem_pins = self.gmem is not None and gmem_mode == "pin"
+        self.takes_pins = self.gmem is None or self.gmem_pins
         self._unsub = None
 
     def check_pinnable(self, first, end):
         kind = self.ref.kind
         if kind == "gmem":
-            if self.gmem_mode != "rfc":
+            if self.gmem_mode not in ("rfc", "pin"):
                 raise err(errno.EINVAL, "guest_memfd cannot be pinned by the "
                           "memfd pinning helper (kernel mode)")
         elif kind not in ("shmem", "hugetlb"):
@@ -253,6 +260,11 @@ class FilePages(Pages):
         # A page that starts at or beyond EOF has no folio to pin.
         if self.start + end * PAGE_SIZE > _page_up(self.ref.size()):
             raise err(errno.EINVAL, "file range extends past EOF at pin time")
+
+    def _backing_pin(self, first, end, pin):
+        if self.gmem_pins:
+            off, n = self.start + first * PAGE_SIZE, (end - first) * PAGE_SIZE
+            (self.gmem.pin if pin else self.gmem.unpin)(off, n)
 
     def read(self, byte, n):
         off = self.start + byte
