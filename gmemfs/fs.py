@@ -391,7 +391,11 @@ class GmemFS:
             F.reply_buf(req, b"")
             return
         conv = node.converting
-        private = not g.is_shared(off, end - off) or (conv and off < conv[1] and end > conv[0])
+        # without GUEST_MEMFD_FLAG_MMAP the kernel refuses mmap (ENODEV); FUSE
+        # cannot refuse it, so refuse every fill instead: any touch is SIGBUS
+        no_mmap = not g.flags & abi.GUEST_MEMFD_FLAG_MMAP
+        private = no_mmap or not g.is_shared(off, end - off) or \
+            (conv and off < conv[1] and end > conv[0])
         if private and not self._populate_loop(node, off):
             # touching a private page is SIGBUS: fail the fill (guest_memfd.md §6.3).
             # Never a short read: FUSE would shrink the cached file size.
@@ -525,6 +529,10 @@ class GmemFS:
         self.stats["ioctls"] += 1
         if f.ctx is not None:
             caller = self.caller(req)
+            if cmd == abi.IOMMU_TEST_CMD and self._is_dma_op(caller, arg) and \
+                    any(n.cached for n in self.inodes.values() if isinstance(n, GmemNode)):
+                self.session.spawn(self._coherent_dma, req, f, cmd, arg, caller)
+                return
             try:
                 ret = self._dispatch(f.ctx, cmd, arg, caller)
             except OSError as e:
@@ -550,6 +558,40 @@ class GmemFS:
                 raise OSError(errno.EINVAL, "not emulated on MNT/kvm")
         else:
             raise OSError(errno.ENOTTY, "no ioctls on this node")
+
+    @staticmethod
+    def _is_dma_op(caller, arg: int) -> bool:
+        try:
+            op = int.from_bytes(caller.read(arg + 4, 4), "little")
+        except OSError:
+            return False     # dispatch reports the fault
+        return op == abi.GMEMFS_TEST_OP_DMA
+
+    async def _coherent_dma(self, req, f: OpenFile, cmd: int, arg: int, caller):
+        """An emulated device DMA sees exactly what processes wrote through
+        their mappings, without msync, and they see what it wrote: before the
+        access, every guest_memfd page the kernel caches is written back and
+        dropped (so the model holds the truth); after it, pages faulted in
+        meanwhile are dropped again (a device write must not be shadowed by a
+        stale cached copy)."""
+        try:
+            nodes = [n for n in self.inodes.values() if isinstance(n, GmemNode) and n.cached]
+            for n in nodes:
+                await self.invalidate(n)
+            try:
+                ret = self._dispatch(f.ctx, cmd, arg, caller)
+            except OSError as e:
+                self.stats["ioctl_errors"] += 1
+                self._log_ioctl(cmd, caller.tid, e.errno, e.strerror)
+                e.gmemfs_logged = True
+                raise
+            for n in nodes:
+                if n.cached:
+                    await self.invalidate(n)
+            self._log_ioctl(cmd, caller.tid, 0, "dma")
+            F.reply_ioctl(req, ret or 0)
+        except Exception as e:
+            F._fail(req, e, "ioctl DMA")
 
     def _log_ioctl(self, cmd, tid, err, reason):
         if log.isEnabledFor(logging.DEBUG):
@@ -611,7 +653,7 @@ class GmemFS:
         try:
             await self.invalidate(node, offset, size)
             self._apply_attributes2(req, node, in_data, args, tid)
-        except BaseException as e:   # reply, whatever happened
+        except Exception as e:   # reply, whatever happened
             F._fail(req, e, "KVM_SET_MEMORY_ATTRIBUTES2")
         finally:
             node.converting = None
