@@ -49,6 +49,10 @@ class RangeMap:
             self.set(start, end, value)
 
     # ------------------------------------------------------------------ helpers
+    #
+    # Only key-based SortedDict operations are used (irange, get, set, del).
+    # Positional ones (bisect + peekitem/index) make sortedcontainers build
+    # and maintain a positional index tree, which costs far more per update.
 
     @staticmethod
     def _check_range(start: int, end: int) -> bool:
@@ -57,37 +61,16 @@ class RangeMap:
             raise ValueError(f"reversed range [{start:#x}, {end:#x})")
         return end > start
 
-    def _floor_index(self, pos: int) -> int:
-        """Index of the last run whose start is <= pos (-1 if none)."""
-        return self._d.bisect_right(pos) - 1
+    def _floor_lt(self, pos: int) -> Optional[int]:
+        """Start of the last run starting strictly before ``pos``, or None."""
+        return next(self._d.irange(None, pos, (True, False), True), None)
 
-    def _split(self, pos: int) -> None:
-        """Make ``pos`` a run boundary if a run strictly contains it."""
-        d = self._d
-        i = self._floor_index(pos)
-        if i < 0:
-            return
-        s, (e, v) = d.peekitem(i)
-        if s < pos < e:
-            d[s] = (pos, v)
-            d[pos] = (e, v)
-
-    def _merge_at(self, pos: int) -> None:
-        """Merge the run ending at ``pos`` with the run starting there if equal."""
-        d = self._d
-        right = d.get(pos)
-        if right is None:
-            return
-        i = d.index(pos)
-        if i == 0:
-            return
-        ls, (le, lv) = d.peekitem(i - 1)
-        if le == pos and lv == right[1]:
-            d[ls] = (right[0], lv)
-            del d[pos]
+    def _floor_le(self, pos: int) -> Optional[int]:
+        """Start of the last run starting at or before ``pos``, or None."""
+        return next(self._d.irange(None, pos, (True, True), True), None)
 
     def _keys_in(self, start: int, end: int) -> list:
-        return list(self._d.irange(start, end, inclusive=(True, False)))
+        return list(self._d.irange(start, end, (True, False)))
 
     # ------------------------------------------------------------------ queries
 
@@ -103,10 +86,10 @@ class RangeMap:
 
     def run_at(self, pos: int) -> Optional[Run]:
         """The whole run ``(s, e, value)`` containing ``pos``, or None in a hole."""
-        i = self._floor_index(pos)
-        if i < 0:
+        s = self._floor_le(pos)
+        if s is None:
             return None
-        s, (e, v) = self._d.peekitem(i)
+        e, v = self._d[s]
         if pos < e:
             return (s, e, v)
         return None
@@ -146,18 +129,20 @@ class RangeMap:
                 end = sp[1]
         if not self._check_range(start, end):
             return
-        i = self._floor_index(start)
-        first_key = d.peekitem(i)[0] if i >= 0 else start
         pos = start
-        for s in d.irange(first_key, end, inclusive=(True, False)):
+        lk = self._floor_lt(start)
+        if lk is not None:
+            e, v = d[lk]
+            if e > start:
+                ce = e if e < end else end
+                yield (start, ce, v)
+                pos = ce
+        for s in d.irange(start, end, (True, False)):
             e, v = d[s]
-            if e <= start:
-                continue
-            cs = s if s > start else start
             ce = e if e < end else end
-            if holes and pos < cs:
-                yield (pos, cs, None)
-            yield (cs, ce, v)
+            if holes and pos < s:
+                yield (pos, s, None)
+            yield (s, ce, v)
             pos = ce
         if holes and pos < end:
             yield (pos, end, None)
@@ -172,6 +157,8 @@ class RangeMap:
 
     def first(self, start: int, end: int) -> Optional[Run]:
         """First non-hole run clipped to ``[start, end)``, or None.  O(log n)."""
+        if not self._check_range(start, end) or not self._d:
+            return None
         return next(self.iter(start, end), None)
 
     def covers(self, start: int, end: int, value: Any) -> bool:
@@ -183,8 +170,12 @@ class RangeMap:
         """
         if not self._check_range(start, end):
             return True
-        s, e, v = next(self.iter(start, end, holes=True))
-        return e == end and v == value and (v is None) == (value is None)
+        run = self.run_at(start)
+        if run is None:
+            if value is not None:
+                return False
+            return next(self._d.irange(start, end, (True, False)), None) is None
+        return value is not None and run[1] >= end and run[2] == value
 
     def covered_length(self, start: Optional[int] = None,
                        end: Optional[int] = None) -> int:
@@ -212,18 +203,48 @@ class RangeMap:
     # ---------------------------------------------------------------- updates
 
     def set(self, start: int, end: int, value: Any) -> None:
-        """Give ``[start, end)`` the value ``value`` (None: make it a hole)."""
+        """Give ``[start, end)`` the value ``value`` (None: make it a hole).
+
+        One floor lookup, one range scan, then O(1) dict updates per run.
+        """
         if not self._check_range(start, end):
             return
         d = self._d
-        self._split(start)
-        self._split(end)
-        for k in self._keys_in(start, end):
+        new_s, new_e = start, end
+        tail = None           # piece of an old run beyond ``end`` to keep
+        lk = self._floor_lt(start)
+        if lk is not None:
+            le, lv = d[lk]
+            if le > start:                       # left run overlaps start
+                if value is not None and lv == value:
+                    new_s = lk                   # extend the left run
+                    if le > new_e:
+                        new_e = le
+                else:
+                    d[lk] = (start, lv)          # keep its head
+                    if le > end:
+                        tail = (le, lv)
+            elif le == start and value is not None and lv == value:
+                new_s = lk                       # touches start, same value
+        for k in list(d.irange(start, end, (True, True))):
+            ke, kv = d[k]
+            if k == end:                         # run touching end
+                if value is not None and kv == value:
+                    del d[k]
+                    if ke > new_e:
+                        new_e = ke
+                break
             del d[k]
+            if ke > end:                         # run crossing end
+                if value is not None and kv == value:
+                    if ke > new_e:
+                        new_e = ke
+                else:
+                    tail = (ke, kv)
         if value is not None:
-            d[start] = (end, value)
-            self._merge_at(start)
-            self._merge_at(end)
+            d[new_s] = (new_e, value)
+        if tail is not None:
+            d[end] = tail
 
     def clear(self, start: Optional[int] = None, end: Optional[int] = None) -> None:
         """Make ``[start, end)`` a hole (everything when no bounds are given)."""
@@ -238,14 +259,30 @@ class RangeMap:
         """Add ``delta`` to every position of ``[start, end)``.
 
         Holes count as 0; runs that end up equal to 0 become holes.
+        Adding 0 changes nothing.
         """
         if not self._check_range(start, end) or delta == 0:
             return
         d = self._d
-        self._split(start)
-        self._split(end)
-        old = self._keys_in(start, end)
-        new: list = []
+        # Old pieces inside [start, end), clipped, with holes as 0.
+        pieces = []
+        head = tail = None
+        lk = self._floor_lt(start)
+        if lk is not None:
+            le, lv = d[lk]
+            if le > start:
+                head = (lk, lv)                  # left run keeps [lk, start)
+                pieces.append((start, min(le, end), lv))
+                if le > end:
+                    tail = (le, lv)
+        for k in list(d.irange(start, end, (True, False))):
+            ke, kv = d[k]
+            del d[k]
+            pieces.append((k, min(ke, end), kv))
+            if ke > end:
+                tail = (ke, kv)
+        new = []
+        pos = start
 
         def emit(s: int, e: int, v: Any) -> None:
             if v == 0:
@@ -255,21 +292,36 @@ class RangeMap:
             else:
                 new.append((s, e, v))
 
-        pos = start
-        for k in old:
-            e, v = d[k]
-            if pos < k:
-                emit(pos, k, delta)
-            emit(k, e, v + delta)
+        for s, e, v in pieces:
+            if pos < s:
+                emit(pos, s, delta)
+            emit(s, e, v + delta)
             pos = e
         if pos < end:
             emit(pos, end, delta)
-        for k in old:
-            del d[k]
+        # Re-attach the outside pieces, merging where values meet.
+        if head is not None:
+            d[head[0]] = (start, head[1])
+        if tail is not None:
+            d[end] = tail
         for s, e, v in new:
             d[s] = (e, v)
         self._merge_at(start)
         self._merge_at(end)
+
+    def _merge_at(self, pos: int) -> None:
+        """Merge the run ending at ``pos`` with the run starting there if equal."""
+        d = self._d
+        right = d.get(pos)
+        if right is None:
+            return
+        lk = self._floor_lt(pos)
+        if lk is None:
+            return
+        le, lv = d[lk]
+        if le == pos and lv == right[1]:
+            d[lk] = (right[0], lv)
+            del d[pos]
 
     # ------------------------------------------------------------ diagnostics
 
