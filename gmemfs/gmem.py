@@ -44,8 +44,9 @@ with fields:
     Nothing changed.
 
   Each subscriber that returned normally from ``'before'`` gets exactly one
-  ``'after'`` or ``'abort'`` for that operation; a subscriber that raised in
-  ``'before'`` gets neither.  Subscribers must not raise in ``'after'``: the
+  ``'after'`` or ``'abort'`` for that operation, unless it unsubscribed in
+  between; a subscriber that raised in ``'before'`` gets neither, and one
+  subscribed during the operation gets nothing of it.  Subscribers must not raise in ``'after'``: the
   change is done; all subscribers are still told and a ``RuntimeError`` (a
   server bug, answered EIO) is raised.  Errors raised in ``'abort'`` are logged
   and dropped.
@@ -77,6 +78,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import logging
 import os
 import threading
@@ -91,6 +93,7 @@ __all__ = [
     "FALLOC_FL_NO_HIDE_STALE", "FALLOC_FL_COLLAPSE_RANGE", "FALLOC_FL_ZERO_RANGE",
     "FALLOC_FL_INSERT_RANGE", "FALLOC_FL_UNSHARE_RANGE", "FALLOC_FL_WRITE_ZEROES",
     "FALLOC_FL_ALLOCATE_RANGE", "FALLOC_FL_MODE_MASK", "LLONG_MAX", "U64_MAX",
+    "DEFAULT_SUPPORTED_FLAGS",
     "GmemEvent", "GuestMemfd",
 ]
 
@@ -127,6 +130,15 @@ U64_MAX = (1 << 64) - 1
 
 _KINDS = ("punch", "to_private", "to_shared")
 _PHASES = ("before", "after", "abort")
+
+
+def _locked(fn: Callable) -> Callable:
+    """Run a query under the model's lock (callers may use threads)."""
+    @functools.wraps(fn)
+    def wrapper(self: "GuestMemfd", *args: Any, **kw: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kw)
+    return wrapper
 
 
 def _err(code: int, reason: str, error_offset: Optional[int] = None) -> OSError:
@@ -313,6 +325,8 @@ class GuestMemfd:
                         offset: int, length: int) -> None:
         ev = GmemEvent(kind, offset, length, "abort", self)
         for cb in accepted:
+            if cb not in self._subscribers:
+                continue  # unsubscribed meanwhile
             try:
                 cb(ev)
             except Exception:  # the original error is what the caller sees
@@ -323,6 +337,8 @@ class GuestMemfd:
         ev = GmemEvent(kind, offset, length, "after", self)
         first: Optional[BaseException] = None
         for cb in accepted:
+            if cb not in self._subscribers:
+                continue  # unsubscribed meanwhile
             try:
                 cb(ev)
             except Exception as exc:
@@ -522,10 +538,12 @@ class GuestMemfd:
                     raise _err(errno.EINVAL, f"unpin: page {s:#x} is not pinned")
             self._pins.add(offset, end, -1)
 
+    @_locked
     def pin_count(self, offset: int) -> int:
         """Pins on the page containing ``offset``."""
         return self._pins.get(offset, 0)
 
+    @_locked
     def pin_runs(self, offset: int = 0, length: Optional[int] = None) -> List[Tuple[int, int, int]]:
         s, e = self._window(offset, length)
         return self._pins.runs(s, e)
@@ -604,6 +622,7 @@ class GuestMemfd:
             raise _err(errno.EINVAL, f"range [{offset:#x}, +{length:#x}) outside the file")
         return offset, offset + length
 
+    @_locked
     def is_private(self, offset: int, length: int = PAGE_SIZE) -> bool:
         """True if every byte of the range is PRIVATE (range inside the file)."""
         s, e = self._window(offset, length)
@@ -611,6 +630,7 @@ class GuestMemfd:
             return False
         return self._attrs.covers(s, e, KVM_MEMORY_ATTRIBUTE_PRIVATE)
 
+    @_locked
     def is_shared(self, offset: int, length: int = PAGE_SIZE) -> bool:
         """True if every byte of the range is shared."""
         s, e = self._window(offset, length)
@@ -618,34 +638,41 @@ class GuestMemfd:
             return False
         return self._attrs.covers(s, e, 0)
 
+    @_locked
     def attributes_at(self, offset: int) -> int:
         """The attribute word (0 or PRIVATE) of the page holding ``offset``."""
         self._window(offset, 1)
         return self._attrs.get(offset)
 
+    @_locked
     def private_runs(self, offset: int = 0, length: Optional[int] = None) -> List[Tuple[int, int]]:
         """Private ``(start, end)`` runs inside the window, merged."""
         s, e = self._window(offset, length)
         return [(a, b) for a, b, v in self._attrs.iter(s, e) if v]
 
+    @_locked
     def shared_runs(self, offset: int = 0, length: Optional[int] = None) -> List[Tuple[int, int]]:
         s, e = self._window(offset, length)
         return [(a, b) for a, b, v in self._attrs.iter(s, e) if not v]
 
+    @_locked
     def attribute_runs(self, offset: int = 0, length: Optional[int] = None) -> List[Tuple[int, int, int]]:
         """``(start, end, attributes)`` runs tiling the window."""
         s, e = self._window(offset, length)
         return self._attrs.runs(s, e)
 
+    @_locked
     def allocated_runs(self, offset: int = 0, length: Optional[int] = None) -> List[Tuple[int, int]]:
         """Runs that are allocated or populated (not holes)."""
         s, e = self._window(offset, length)
         return [(a, b) for a, b, _ in self._allocated.iter(s, e)]
 
+    @_locked
     def populated_runs(self, offset: int = 0, length: Optional[int] = None) -> List[Tuple[int, int]]:
         s, e = self._window(offset, length)
         return [(a, b) for a, b, _ in self._populated.iter(s, e)]
 
+    @_locked
     def page_state(self, offset: int) -> Dict[str, Any]:
         """State of the page holding ``offset``: state, private, pins."""
         self._window(offset, 1)
@@ -660,6 +687,7 @@ class GuestMemfd:
                 "private": bool(self._attrs.get(page)),
                 "pins": self._pins.get(page, 0)}
 
+    @_locked
     def run_counts(self) -> Dict[str, int]:
         return {"attributes": len(self._attrs), "allocated": len(self._allocated),
                 "populated": len(self._populated), "pins": len(self._pins)}

@@ -520,6 +520,20 @@ def test_events_unsubscribe_stops_delivery(g):
     assert rec.events == []
 
 
+def test_events_subscriber_unsubscribing_in_before_gets_no_after(g):
+    got = []
+
+    def once(ev):
+        got.append(ev.phase)
+        g.unsubscribe(once)
+
+    g.subscribe(once)
+    rec = g.subscribe(Recorder())
+    g.fallocate(PUNCH, 0, 4096)
+    assert got == ["before"]
+    assert [e[3] for e in rec.events] == ["before", "after"]
+
+
 def test_events_reentrant_change_from_subscriber_is_EBUSY(g):
     errs = []
 
