@@ -269,8 +269,9 @@ class FilePages(Pages):
     def read(self, byte, n):
         off = self.start + byte
         if self.gmem is not None:
-            return bytes(self.gmem.read(off, n))
-        data = self.ref.pread(off, n)
+            data = self.gmem.read(off, n)
+        else:
+            data = self.ref.pread(off, n)
         return bytes(data) + bytes(n - len(data))
 
     def write(self, byte, data):
