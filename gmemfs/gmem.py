@@ -46,14 +46,16 @@ with fields:
   Each subscriber that returned normally from ``'before'`` gets exactly one
   ``'after'`` or ``'abort'`` for that operation, unless it unsubscribed in
   between; a subscriber that raised in ``'before'`` gets neither, and one
-  subscribed during the operation gets nothing of it.  Subscribers must not raise in ``'after'``: the
-  change is done; all subscribers are still told and a ``RuntimeError`` (a
-  server bug, answered EIO) is raised.  Errors raised in ``'abort'`` are logged
-  and dropped.
+  subscribed during the operation gets nothing of it.  Subscribers must not
+  raise in ``'after'``: the change is done; all subscribers are still told
+  and a ``RuntimeError`` (a server bug, answered EIO) is raised.  Errors
+  raised in ``'abort'`` are logged and dropped.
 * ``gmem``: the `GuestMemfd` that changed.
 
 No-op calls announce nothing: a conversion whose range already has the
 requested attribute (the v8 fast path) and a punch clipped to nothing.
+Allocation (``fallocate(KEEP_SIZE)``), `write`, `touch`, `pin` and `unpin`
+are never announced, and neither is `close`.
 
 Order of a shared->private conversion (v8 §6.3): argument checks, no-op fast
 path, ``'before'`` (stands for "unmap from host page tables"), the pin check
