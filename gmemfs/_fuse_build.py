@@ -88,6 +88,7 @@ extern "Python" void py_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, int6
 extern "Python" void py_retrieve_reply(fuse_req_t req, void *cookie, fuse_ino_t ino,
                                        int64_t offset, const void *data, size_t size);
 extern "Python" void py_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+extern "Python" void py_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 extern "Python" void py_access(fuse_req_t req, fuse_ino_t ino, int mask);
 
 /* ---- session ---- */
@@ -206,6 +207,7 @@ static void py_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, int64_t offse
 static void py_retrieve_reply(fuse_req_t req, void *cookie, fuse_ino_t ino, int64_t offset,
                               const void *data, size_t size);
 static void py_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+static void py_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 static void py_access(fuse_req_t req, fuse_ino_t ino, int mask);
 
 /* thin adapters where the libfuse signature carries types Python should not see */
@@ -286,6 +288,7 @@ static const struct fuse_lowlevel_ops gmemfs_ops = {
     .releasedir = py_releasedir,
     .statfs = py_statfs,
     .getxattr = py_getxattr,
+    .listxattr = py_listxattr,
     .access = py_access,
     .create = c_create,
     .ioctl = py_ioctl,
@@ -371,6 +374,10 @@ int gmemfs_conn_setup(struct fuse_conn_info *conn, unsigned max_write)
                     | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
     if (max_write)
         conn->max_write = max_write;
+    /* no readahead: a fault fills exactly the faulting page, as on a real
+       guest_memfd (mincore shows only touched pages), and a fault on a shared
+       page never drags in a neighbouring private one */
+    conn->max_readahead = 0;
     return 0;
 }
 
