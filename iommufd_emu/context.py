@@ -74,7 +74,24 @@ class Context:
     """One open() of MNT/iommu."""
 
     def __init__(self, options=None) -> None:
-        opts = dict(options or {})
+        """``options`` (mapping or attribute object), all optional:
+
+        * ``test_kernel`` (default True): IOMMU_TEST_CMD exists, table ends 0xa0;
+        * ``vfio_node``: opened as /dev/vfio/vfio -> MM accounting mode;
+        * ``system``: a pages.System shared by contexts (pins, memlock);
+          default: one process-wide System;
+        * ``gmem_map``: 'rfc' (default: map guest_memfd without pins),
+          'pin' (pin via GuestMemfd.pin), 'kernel' (EINVAL at pin time);
+        * ``gmem_policy(event, area) -> 'revoke'|'ignore'`` (ioas.py);
+        * ``dma_hook(access) -> None|reason`` (dma.py); also ``ctx.dma_hook``;
+        * ``huge_page_size``: allocator cap M of spec §4.5 (default 2 MiB).
+        """
+        if options is None:
+            opts = {}
+        elif hasattr(options, "keys"):
+            opts = dict(options)
+        else:                               # e.g. an argparse Namespace
+            opts = {k: v for k, v in vars(options).items() if v is not None}
         self.options = opts
         # Test kernel: IOMMU_TEST_CMD (0x3ba0) exists and the table ends at 0xa0.
         self.test_kernel: bool = bool(opts.get("test_kernel", True))

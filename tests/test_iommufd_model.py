@@ -385,6 +385,17 @@ def test_alloc_one_byte_at_window_end_is_ENOSPC_c_ge_wl_rule_spec_4_5_step7(h):
     assert E(h.map, i, BUF + 1, 1) == errno.ENOSPC
 
 
+def test_alloc_one_byte_hole_is_rejected_c_lt_hl_rule_spec_4_5_step7(h):
+    i = h.ioas_alloc()
+    allow(h, i, [(0x1000, 0x1002)])
+    h.map(i, BUF, 1, iova=0x1002)
+    # window [0x1000, 0x1002], c = 0x1001, only hole [0x1001, 0x1001]: c' < hl fails
+    assert E(h.map, i, BUF + 1, 1) == errno.ENOSPC
+    allow(h, i, [(0x1000, 0x1003)])
+    h.unmap(i, 0x1002, 1)
+    assert h.map(i, BUF + 1, 1) == 0x1001
+
+
 def test_alloc_no_room_is_ENOSPC_spec_4_5_step8(h):
     i = h.ioas_alloc()
     allow(h, i, [(0x100000, 0x10ffff)])
