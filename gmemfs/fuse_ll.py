@@ -68,17 +68,22 @@ def reply_entry(req, a, timeout: float) -> None:
                            a.mtime_ns, timeout, timeout)
 
 
+# Every file is opened with FOPEN_NOFLUSH: close() of one of our files must
+# never wait for the server. The server itself closes fds of its own files
+# (a caller's fd copied with pidfd_getfd to identify it); with a FLUSH round
+# trip that close would wait for the very loop that issues it.
+
 def reply_create(req, a, timeout: float, fi, fh: int, direct_io=False, nonseekable=False,
                  keep_cache=False) -> None:
     fi.fh = fh
-    lib.gmemfs_fi_set(fi, direct_io, keep_cache, nonseekable, 0)
+    lib.gmemfs_fi_set(fi, direct_io, keep_cache, nonseekable, 1)
     lib.gmemfs_reply_create(req, a.ino, a.mode, a.nlink, a.size, a.uid, a.gid, a.blksize,
                             a.mtime_ns, timeout, timeout, fi)
 
 
 def reply_open(req, fi, fh: int, direct_io=False, nonseekable=False, keep_cache=False) -> None:
     fi.fh = fh
-    lib.gmemfs_fi_set(fi, direct_io, keep_cache, nonseekable, 0)
+    lib.gmemfs_fi_set(fi, direct_io, keep_cache, nonseekable, 1)
     lib.fuse_reply_open(req, fi)
 
 

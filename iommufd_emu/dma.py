@@ -1,6 +1,6 @@
 """Emulated device DMA (gmemfs extension of IOMMU_TEST_CMD).
 
-Extension op (layout and constants in ``iommufd_emu/uapi_dma_block.h``, a
+Extension op (layout and constants in ioctl_abi/uapi.h, block
 block meant to be appended to ioctl_abi/uapi.h; until then dma_ffi() parses
 it privately): ``GMEMFS_TEST_OP_DMA = 0x1000`` with ``struct gmemfs_test_dma`` (the
 72-byte iommu_test_cmd buffer; ``id`` = mock device ID, ``flags``
@@ -190,28 +190,12 @@ def _mark_dirty(hwpt, start, end):
         paging.mark_dirty(start, end)
 
 
-_FFI = None
 
 
 def dma_ffi():
-    """The FFI that knows ``struct gmemfs_test_dma``: ioctl_abi's once the
-    block in ``uapi_dma_block.h`` has been appended to ioctl_abi/uapi.h,
-    else a private one parsed from that block."""
-    global _FFI
-    if _FFI is None:
-        import ioctl_abi
-        if "gmemfs_test_dma" in ioctl_abi.STRUCTS:
-            _FFI = ioctl_abi.ffi
-        else:
-            import os
-            import cffi
-            path = os.path.join(os.path.dirname(__file__), "uapi_dma_block.h")
-            with open(path, encoding="utf-8") as fh:
-                text = ioctl_abi._strip_comments(fh.read())
-            f = cffi.FFI()
-            f.cdef(text)
-            _FFI = f
-    return _FFI
+    """The FFI that knows ``struct gmemfs_test_dma`` (ioctl_abi/uapi.h)."""
+    import ioctl_abi
+    return ioctl_abi.ffi
 
 
 def op_dma(ctx, cmd, ucmd):

@@ -156,6 +156,10 @@ LAYOUTS = [
     ("guest_memfd §2.3", "kvm_memory_attributes", 32,
      "address:u64@0, size:u64@8, attributes:u64@16, flags:u64@24"),
     ("guest_memfd §2.4", "gmemfs_kvm_memory_fault", 24, "flags:u64@0, gpa:u64@8, size:u64@16"),
+    ("gmemfs extension: DMA", "gmemfs_test_dma", 72,
+     "size:u32@0, op:u32@4, id:u32@8, __reserved:u32@12, flags:u32@16, pasid:u32@20,"
+     " iova:u64@24, length:u64@32, uptr:u64@40, out_fault_iova:u64@48,"
+     " out_fault_reason:u32@56, out_fault_dev_id:u32@60, last:u32@64, out_events:u32@68"),
     ("guest_memfd §2.5 [PROP v8]", "kvm_memory_attributes2", 128,
      "offset:u64@0, address:u64@0, size:u64@8, attributes:u64@16, flags:u64@24,"
      " error_offset:u64@32, reserved:u64[11]@40"),
@@ -420,6 +424,17 @@ EXPECTED_CONSTANTS = {
         KVM_X86_DEFAULT_VM=0, KVM_X86_SW_PROTECTED_VM=1, KVM_X86_SEV_VM=2, KVM_X86_SEV_ES_VM=3,
         KVM_X86_SNP_VM=4, KVM_X86_TDX_VM=5),
     "guest_memfd §2.4": dict(GMEMFS_KVM_RUN_EXIT_OFFSET=32),
+    "gmemfs extension: DMA": dict(
+        GMEMFS_TEST_OP_DMA=0x1000, GMEMFS_DMA_WRITE=1, GMEMFS_DMA_PRIVATE=2,
+        GMEMFS_DMA_MAX_LENGTH=64 << 20, GMEMFS_DMA_FAULT_NONE=0, GMEMFS_DMA_FAULT_UNMAPPED=1,
+        GMEMFS_DMA_FAULT_PERM=2, GMEMFS_DMA_FAULT_REVOKED=3, GMEMFS_DMA_FAULT_DENIED=4,
+        GMEMFS_DMA_FAULT_BACKING=5, GMEMFS_DMA_FAULT_RMP=6, GMEMFS_DMA_FAULT_GPT=7,
+        GMEMFS_DMA_FAULT_SEPT=8, GMEMFS_DMA_FAULT_MACHINE_CHECK=9,
+        GMEMFS_DMA_FAULT_INVALIDATED=10),
+    "gmemfs extension: policies": dict(
+        GMEMFS_OPTION_GMEM_POLICY=0x1000, GMEMFS_GMEM_POLICY_NONE=0,
+        GMEMFS_GMEM_POLICY_REVOKE=1, GMEMFS_GMEM_POLICY_INVALIDATE=2,
+        GMEMFS_GMEM_POLICY_MIRROR=3, GMEMFS_GMEM_POLICY_PIN=4),
     # guest_memfd.md §8 (a gmem file on gmemfs reports the FUSE magic)
     "guest_memfd §8": dict(GMEMFS_FUSE_SUPER_MAGIC=0x65735546),
     "guest_memfd §4.3 (fallocate modes)": dict(
