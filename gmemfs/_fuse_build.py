@@ -80,7 +80,8 @@ extern "Python" void py_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_f
 extern "Python" void py_statfs(fuse_req_t req, fuse_ino_t ino);
 extern "Python" void py_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
                               struct fuse_file_info *fi, unsigned flags,
-                              const void *in_buf, size_t in_bufsz, size_t out_bufsz);
+                              const void *in_buf, size_t in_bufsz, size_t out_bufsz,
+                              const void *pre, int64_t pre_len);
 extern "Python" void py_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
                              struct fuse_pollhandle *ph);
 extern "Python" void py_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, int64_t offset,
@@ -199,7 +200,7 @@ static void py_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void py_statfs(fuse_req_t req, fuse_ino_t ino);
 static void py_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
                      struct fuse_file_info *fi, unsigned flags, const void *in_buf,
-                     size_t in_bufsz, size_t out_bufsz);
+                     size_t in_bufsz, size_t out_bufsz, const void *pre, int64_t pre_len);
 static void py_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
                     struct fuse_pollhandle *ph);
 static void py_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, int64_t offset,
@@ -247,6 +248,26 @@ static void c_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 {
     py_readdir(req, ino, size, off, fi, 1);
 }
+/* iommufd ioctls are _IO: FUSE passes only the user pointer. Prefetch the
+   caller's struct here, in one process_vm_readv of up to 128 bytes (every
+   iommufd struct is smaller), so the Python side usually needs no read of
+   its own. A short or failed read is fine: Python then reads exactly what
+   the kernel would, in the kernel's order, and gets the kernel's errno. */
+#define GM_PREFETCH 128
+static void c_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+                    struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+                    size_t in_bufsz, size_t out_bufsz)
+{
+    static char pre[GM_PREFETCH];
+    int64_t pre_len = -1;
+    if (in_bufsz == 0 && out_bufsz == 0 && ((cmd >> 8) & 0xff) == 0x3b && arg) {
+        const struct fuse_ctx *c = fuse_req_ctx(req);
+        struct iovec l = { pre, GM_PREFETCH }, r = { arg, GM_PREFETCH };
+        pre_len = process_vm_readv(c->pid, &l, 1, &r, 1, 0);
+    }
+    py_ioctl(req, ino, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz, pre, pre_len);
+}
+
 static void c_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                         struct fuse_file_info *fi)
 {
@@ -291,7 +312,7 @@ static const struct fuse_lowlevel_ops gmemfs_ops = {
     .listxattr = py_listxattr,
     .access = py_access,
     .create = c_create,
-    .ioctl = py_ioctl,
+    .ioctl = c_ioctl,
     .poll = py_poll,
     .retrieve_reply = c_retrieve_reply,
     .fallocate = c_fallocate,

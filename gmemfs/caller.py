@@ -40,12 +40,15 @@ def _scratch(size: int):
     return buf
 
 
+_small = ffi.new("char[]", 256)     # the common case: an ioctl struct
+
+
 def vm_read(pid: int, addr: int, size: int) -> bytes:
-    if size < 0 or addr < 0 or addr + size > 1 << 64:
+    if size <= 0 or addr < 0 or addr + size > 1 << 64:
+        if size == 0 and addr >= 0:
+            return b""
         raise OSError(errno.EFAULT, "bad user range")
-    if size == 0:
-        return b""
-    buf = _scratch(size)
+    buf = _small if size <= 256 else _scratch(size)
     n = lib.gmemfs_vm_read(pid, addr, buf, size)
     if n < 0:
         raise OSError(errno.EFAULT if -n in (errno.EFAULT, errno.ENOMEM, errno.EINVAL) else -n,

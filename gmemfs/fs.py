@@ -139,6 +139,7 @@ class GmemFS:
         self._next_fh = 1
         self._next_ino = FIRST_DYNAMIC_INO
         self.started_ns = time.time_ns()
+        self._debug = log.isEnabledFor(logging.DEBUG)
         self.stats = {"ioctls": 0, "ioctl_errors": 0, "contexts_opened": 0,
                       "contexts_closed": 0, "fallocates": 0, "server_bugs": 0}
         self.root = self._add(DirNode(ROOT_INO, ""))
@@ -522,7 +523,7 @@ class GmemFS:
     # ------------------------------------------------------------- ioctl --
 
     def ioctl(self, req, ino: int, fh: int, cmd: int, arg: int, flags: int, in_data: bytes,
-              out_size: int):
+              out_size: int, prefetch: bytes | None = None):
         f = self.files.get(fh)
         if f is None:
             raise OSError(errno.EBADF, "no such open file")
@@ -534,13 +535,14 @@ class GmemFS:
                 self.session.spawn(self._coherent_dma, req, f, cmd, arg, caller)
                 return
             try:
-                ret = self._dispatch(f.ctx, cmd, arg, caller)
+                ret = self._dispatch(f.ctx, cmd, arg, caller, prefetch)
             except OSError as e:
                 self.stats["ioctl_errors"] += 1
                 self._log_ioctl(cmd, caller.tid, e.errno, e.strerror)
                 e.gmemfs_logged = True
                 raise
-            self._log_ioctl(cmd, caller.tid, 0, None)
+            if self._debug:
+                self._log_ioctl(cmd, caller.tid, 0, None)
             F.reply_ioctl(req, ret or 0)
         elif isinstance(f.node, GmemNode):
             self._gmem_ioctl(req, f, cmd, in_data, out_size)
@@ -594,7 +596,7 @@ class GmemFS:
             F._fail(req, e, "ioctl DMA")
 
     def _log_ioctl(self, cmd, tid, err, reason):
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             name = self._cmd_names.get(cmd, f"{cmd:#x}")
             res = "0" if not err else errno.errorcode.get(err, str(err))
             log.debug("ioctl %s pid=%d -> %s%s", name, tid, res, f" ({reason})" if reason else "")

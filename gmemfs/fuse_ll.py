@@ -316,11 +316,17 @@ def py_access(req, ino, mask):
     lib.fuse_reply_err(req, 0)
 
 
+_uintptr_t = ffi.typeof("uintptr_t")
+_char_p = ffi.typeof("char *")
+
+
 @ffi.def_extern()
-def py_ioctl(req, ino, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz):
+def py_ioctl(req, ino, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz, pre, pre_len):
     try:
-        data = ffi.unpack(ffi.cast("char *", in_buf), in_bufsz) if in_bufsz else b""
-        _ops.ioctl(req, ino, fi.fh, cmd, int(ffi.cast("uintptr_t", arg)), flags, data, out_bufsz)
+        data = ffi.unpack(ffi.cast(_char_p, in_buf), in_bufsz) if in_bufsz else b""
+        prefetch = ffi.unpack(ffi.cast(_char_p, pre), pre_len) if pre_len > 0 else None
+        _ops.ioctl(req, ino, fi.fh, cmd, int(ffi.cast(_uintptr_t, arg)), flags, data, out_bufsz,
+                   prefetch)
     except BaseException as e:
         _fail(req, e, f"ioctl {cmd:#x}")
 

@@ -193,31 +193,62 @@ def kernel_size(struct: str) -> int:
     return n
 
 
-def ioctl(ctx: Context, cmd: int, arg: int, caller) -> int:
-    """Run one iommufd ioctl for ``caller`` (spec §2.2)."""
+_PTR_TYPES: dict[str, object] = {}
+
+
+def _ptr_type(struct: str):
+    t = _PTR_TYPES.get(struct)
+    if t is None:
+        t = _PTR_TYPES[struct] = ffi().typeof(f"struct {struct} *")
+    return t
+
+
+def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = None) -> int:
+    """Run one iommufd ioctl for ``caller`` (spec §2.2).
+
+    ``prefetch``: bytes already read from the caller at ``arg`` (the FUSE
+    adapter reads up to 128 in C); used when it covers the kernel struct."""
     tbl = table()
     nr = cmd & 0xFF
     end = TABLE_END_TEST if ctx.test_kernel else TABLE_END
     if nr < CMD_BASE or nr > end:
         return vfio_ioctl(ctx, cmd, arg, caller)
-    raw = caller.read(arg, 4)                       # EFAULT propagates
-    user_size = int.from_bytes(raw, "little")
     op = tbl.get(nr)
-    if op is None or op.cmd != cmd:
+    known = op is not None and op.cmd == cmd
+    ksize = kernel_size(op.struct) if known else 4
+    # Fast path: one read of the whole kernel struct. If that faults (the
+    # user's struct may be shorter, at the end of a mapping), take the
+    # kernel's exact steps below so the errno stays the kernel's.
+    if prefetch is not None and len(prefetch) >= ksize:
+        first = prefetch[:ksize]
+    else:
+        try:
+            first = caller.read(arg, ksize)
+        except OSError:
+            first = None
+    if first is None:
+        raw = caller.read(arg, 4)                   # EFAULT propagates
+    else:
+        raw = first
+    user_size = int.from_bytes(raw[:4], "little")
+    if not known:
         raise err(errno.ENOTTY, f"unknown iommufd ioctl {cmd:#x}")
     if user_size < op.min_size:
         raise err(errno.EINVAL, f"size {user_size} < minimum {op.min_size}")
-    ksize = kernel_size(op.struct)
-    buf = bytearray(ksize)
     if user_size > ksize:
         # Kernel copy_struct_from_user: the unknown tail must be zero.
         tail = caller.read(arg + ksize, user_size - ksize)
         if any(tail):
             raise err(errno.E2BIG, "non-zero bytes beyond the kernel struct")
     n = min(user_size, ksize)
-    buf[:n] = caller.read(arg, n)
-    f = ffi()
-    cdata = f.from_buffer(f"struct {op.struct} *", buf)
+    if first is not None:
+        buf = bytearray(first)
+        if n < ksize:
+            buf[n:] = bytes(ksize - n)
+    else:
+        buf = bytearray(ksize)
+        buf[:n] = caller.read(arg, n)
+    cdata = ffi().from_buffer(_ptr_type(op.struct), buf)
     ucmd = UCmd(ctx, caller, arg, user_size, buf, op)
     ctx.begin()
     try:
