@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -44,7 +45,7 @@ def _setup_logging(debug: bool, log_file: str | None):
 
 
 def run_server(mountpoint: str, own_opts: dict, fuse_opts: list[str], debug: bool,
-               ready_fd: int | None = None) -> int:
+               ready_fd: int | None = None, detached_log: bool = False) -> int:
     import trio
     from gmemfs import fuse_ll
     from gmemfs.fs import GmemFS
@@ -53,7 +54,20 @@ def run_server(mountpoint: str, own_opts: dict, fuse_opts: list[str], debug: boo
         if ready_fd is not None:
             os.write(ready_fd, b"ok\n")
             os.close(ready_fd)
+            # a background server lets go of the terminal (or of the pipes of
+            # whoever ran `gmemfs mount`): its log goes to --log-file, if any
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 1)
+            if not detached_log:
+                os.dup2(devnull, 2)
+            os.close(devnull)
 
+    def terminate(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # until the trio loop takes over signals: SIGTERM unwinds like SIGINT, so
+    # the finally below unmounts
+    signal.signal(signal.SIGTERM, terminate)
     fs = GmemFS({"on_ready": on_ready, **own_opts})
     try:
         session = fuse_ll.Session(fs, mountpoint, mount_options=fuse_opts, debug=debug)
@@ -67,6 +81,8 @@ def run_server(mountpoint: str, own_opts: dict, fuse_opts: list[str], debug: boo
     logging.getLogger("gmemfs").info("mounted on %s", session.mountpoint)
     try:
         trio.run(session.serve)
+    except KeyboardInterrupt:
+        pass
     finally:
         session.unmount()
         logging.getLogger("gmemfs").info("unmounted %s", session.mountpoint)
@@ -85,11 +101,11 @@ def cmd_mount(args) -> int:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
-        if args.log_file:
-            os.dup2(devnull, 1)
+        os.close(devnull)
         rc = 1
         try:
-            rc = run_server(args.mountpoint, own, fuse, args.debug, ready_fd=w)
+            rc = run_server(args.mountpoint, own, fuse, args.debug, ready_fd=w,
+                            detached_log=bool(args.log_file))
         finally:
             os._exit(rc)
     os.close(w)

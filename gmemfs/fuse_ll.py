@@ -432,29 +432,35 @@ class Session:
 
     async def serve(self, task_status=trio.TASK_STATUS_IGNORED):
         fd = lib.fuse_session_fd(self.se)
-        async with trio.open_nursery() as nursery:
-            self.nursery = nursery
-            nursery.start_soon(self._signals, nursery.cancel_scope)
-            task_status.started()
-            try:
-                while not lib.fuse_session_exited(self.se):
-                    await trio.lowlevel.wait_readable(fd)
-                    n = lib.gmemfs_drain(self.se, 128)
-                    if n == 0 and lib.fuse_session_exited(self.se):
-                        break       # unmounted (fusermount3 -u, umount)
-                    if n < 0 and -n not in (errno.EAGAIN, errno.EINTR):
-                        log.error("reading /dev/fuse failed: %s", os.strerror(-n))
-                        break
-                    await trio.lowlevel.checkpoint()
-            finally:
-                nursery.cancel_scope.cancel()
+        # the signal handlers are in place before the first request (INIT) is
+        # read, so nobody can see the mount before SIGINT/SIGTERM unmount it
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, \
+                trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                nursery.start_soon(self._signals, signals, scope)
+                task_status.started()
+                await self._loop(fd, nursery)
 
-    async def _signals(self, cancel_scope):
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("signal %d: unmounting %s", signum, self.mountpoint)
-                cancel_scope.cancel()
-                return
+    async def _loop(self, fd, nursery):
+        try:
+            while not lib.fuse_session_exited(self.se):
+                await trio.lowlevel.wait_readable(fd)
+                n = lib.gmemfs_drain(self.se, 128)
+                if n == 0 and lib.fuse_session_exited(self.se):
+                    break       # unmounted (fusermount3 -u, umount)
+                if n < 0 and -n not in (errno.EAGAIN, errno.EINTR):
+                    log.error("reading /dev/fuse failed: %s", os.strerror(-n))
+                    break
+                await trio.lowlevel.checkpoint()
+        finally:
+            nursery.cancel_scope.cancel()
+
+    async def _signals(self, signals, cancel_scope):
+        async for signum in signals:
+            log.info("signal %d: unmounting %s", signum, self.mountpoint)
+            cancel_scope.cancel()
+            return
 
     def unmount(self):
         if self.se != ffi.NULL:
