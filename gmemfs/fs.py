@@ -412,14 +412,14 @@ class GmemFS:
             return
         F.reply_buf(req, g.read(off, end - off))
 
-    # one touch of a private page costs ~16 refused fills (readahead windows,
-    # retry); a GUP populate loop makes thousands a second
+    # one touch of a private page costs a few refused fills (the fault is
+    # retried once); a GUP populate loop makes thousands a second
     POPULATE_LOOP_REFUSALS = 512
     POPULATE_LOOP_WINDOW = 1.0
 
     def _populate_loop(self, node: GmemNode, off: int) -> bool:
         """True when fills of this private page keep coming back: a GUP
-        populate loop, not a touch (a touch gives up after 2-4 refusals)."""
+        populate loop, not a touch."""
         now = time.monotonic()
         count, t0 = node.refused.get(off, (0, now))
         if now - t0 > self.POPULATE_LOOP_WINDOW:
