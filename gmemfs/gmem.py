@@ -73,7 +73,10 @@ data (host faults on private pages are SIGBUS) check `is_private` themselves:
 `read` / `write` are raw accessors without policy.
 
 Punch does not change attributes (v8 selftest) nor pin counts; it zeroes the
-backing and returns the pages to *hole*.
+backing and returns the pages to *hole*.  Each punch increments
+``punch_counter`` and stamps its range with it (`punch_epoch_runs`), before
+``'after'`` is announced: IOMMU mappings remember the counter they were made
+at, so a DMA can tell that its page left the file after the mapping was made.
 """
 
 from __future__ import annotations
@@ -234,6 +237,11 @@ class GuestMemfd:
         self._allocated = RangeMap()             # True where a folio exists
         self._populated = RangeMap()             # True where it was used (subset)
         self._pins = RangeMap()                  # int > 0 where pinned
+        # punch epochs: every punch takes the next counter value and stamps
+        # its range with it, so "was this page punched after X" is one
+        # lookup (an IOMMU mapping remembers the counter it was made at)
+        self.punch_counter = 0
+        self._punch_epochs = RangeMap()          # int > 0: counter of the last punch
 
         fd = os.memfd_create("gmemfs-guest_memfd", os.MFD_CLOEXEC)
         try:
@@ -437,6 +445,8 @@ class GuestMemfd:
                 raise
             self._allocated.clear(start, end)
             self._populated.clear(start, end)
+            self.punch_counter += 1
+            self._punch_epochs.set(start, end, self.punch_counter)
         finally:
             self._changing = False
         self._announce_after(accepted, "punch", start, length)
@@ -544,6 +554,16 @@ class GuestMemfd:
     def pin_count(self, offset: int) -> int:
         """Pins on the page containing ``offset``."""
         return self._pins.get(offset, 0)
+
+    @_locked
+    def punch_epoch_runs(self, offset: int = 0, length: Optional[int] = None
+                         ) -> List[Tuple[int, int, Optional[int]]]:
+        """``(start, end, epoch)`` tiling the window; ``epoch`` is the
+        `punch_counter` value of the last punch over that range (None: never
+        punched).  A punch that happens before any later punch has a smaller
+        epoch."""
+        s, e = self._window(offset, length)
+        return self._punch_epochs.runs(s, e, holes=True)
 
     @_locked
     def pin_runs(self, offset: int = 0, length: Optional[int] = None) -> List[Tuple[int, int, int]]:

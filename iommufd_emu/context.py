@@ -82,7 +82,14 @@ class Context:
           default: one process-wide System;
         * ``gmem_map``: 'rfc' (default: map guest_memfd without pins),
           'pin' (pin via GuestMemfd.pin), 'kernel' (EINVAL at pin time);
-        * ``gmem_policy(event, area) -> 'revoke'|'ignore'`` (ioas.py);
+        * ``policy``: default guest_memfd invalidation policy of new IOASes
+          ('none' (default), 'revoke', 'invalidate', 'mirror', 'pin');
+          ``platform`` ('none', 'tdx', 'snp', 'cca'), ``tdx_shared_bit``,
+          ``cca_shared_bit``, ``strict`` (policy.py, platform.py);
+        * ``events``: the events.EventLog shared by the contexts of a mount
+          (default: a private one);
+        * ``gmem_policy(event, area) -> 'revoke'|'ignore'``: a legacy hook
+          that replaces the named policy's handling of guest_memfd events;
         * ``dma_hook(access) -> None|reason`` (dma.py); also ``ctx.dma_hook``;
         * ``huge_page_size``: allocator cap M of spec §4.5 (default 2 MiB).
         """
@@ -107,6 +114,11 @@ class Context:
         # memlock accounting. Tests pass fresh ones through options.
         from .pages import default_system
         self.system = opts.get("system") or default_system()
+        # guest_memfd policy/platform model and the (mount-wide) event log
+        from .platform import CcConfig
+        from .events import EventLog
+        self.cc = CcConfig.from_options(opts)
+        self.events = opts.get("events") or EventLog(self.cc.platform, self.cc.policy)
 
     # --- ID allocation -----------------------------------------------------
     def _alloc_id(self) -> int:

@@ -37,6 +37,7 @@ from .context import err
 
 GMEMFS_TEST_OP_DMA = 0x1000
 GMEMFS_DMA_WRITE = 0x1
+GMEMFS_DMA_PRIVATE = 0x2
 GMEMFS_DMA_MAX_LENGTH = 64 << 20
 
 FAULT_NONE = 0
@@ -45,6 +46,11 @@ FAULT_PERM = 2
 FAULT_REVOKED = 3
 FAULT_DENIED = 4
 FAULT_BACKING = 5
+FAULT_RMP = 6
+FAULT_GPT = 7
+FAULT_SEPT = 8
+FAULT_MACHINE_CHECK = 9
+FAULT_INVALIDATED = 10
 
 CHUNK = 1 << 20
 U64_MAX = (1 << 64) - 1
@@ -78,6 +84,7 @@ class DmaResult:
     fault_dev_id: int = 0
     detail: str = ""
     accesses: list = field(default_factory=list)
+    events: int = 0          # events this DMA raised (MNT/.state/events)
 
     @property
     def faulted(self) -> bool:
@@ -98,14 +105,21 @@ def _hook_of(ctx):
 
 def device_dma(ctx, idev, iova: int, length: int, write: bool = False,
                data: bytes | None = None, pasid: int = 0, sink=None,
-               source=None) -> DmaResult:
+               source=None, private: bool = False) -> DmaResult:
     """Perform one device DMA in-process.
 
     Read: bytes are returned in ``result.data`` (or passed chunk-wise to
     ``sink(offset, bytes)`` when given). Write: bytes come from ``data`` (or
-    ``source(offset, n)``).
+    ``source(offset, n)``). ``private`` is the transaction's T bit
+    (GMEMFS_DMA_PRIVATE). Accesses to guest_memfd areas are judged by the
+    IOAS's policy and the platform model (policy.dma_plan): they may fault
+    (RMP, GPT, SEPT, MACHINE_CHECK, INVALIDATED) or reach memory that left
+    the file (read zeros, write dropped, event logged).
     """
+    from . import policy as gmem_policy
     res = DmaResult()
+    log = gmem_policy.events(ctx)
+    seq0 = log.seq
     hwpt = idev.hwpt if pasid == 0 else idev.pasids.get(pasid)
     out = bytearray() if not write and sink is None else None
     hook = _hook_of(ctx)
@@ -124,7 +138,11 @@ def device_dma(ctx, idev, iova: int, length: int, write: bool = False,
         if t is None:
             paging = getattr(hwpt, "parent", hwpt)
             a = paging.ioas.area_at(cur)
-            fault(FAULT_REVOKED if a is not None and a.revoked else FAULT_UNMAPPED, cur)
+            if a is not None and a.revoked:
+                gmem_policy.revoked_access(ctx, idev, a, cur)
+                fault(FAULT_REVOKED, cur)
+            else:
+                fault(FAULT_UNMAPPED, cur)
             break
         area, byte = t
         n = min(end, area.last + 1) - cur
@@ -144,44 +162,70 @@ def device_dma(ctx, idev, iova: int, length: int, write: bool = False,
             if verdict:
                 fault(FAULT_DENIED, cur, str(verdict))
                 break
-        done = 0
-        berr = None
-        while done < n:
-            m = min(CHUNK, n - done)
-            off = cur - iova + done
-            if write:
-                # Caller-buffer faults propagate (EFAULT); backing faults
-                # become a device fault.
-                chunk = source(off, m) if source is not None else data[off:off + m]
+        if kind == "gmem":
+            segs = gmem_policy.dma_plan(ctx, idev, area, cur, n, write, private)
+        else:
+            segs = [(cur, cur + n, "ok", 0)]
+        stop = False
+        for s0, s1, action, reason in segs:
+            if action == "fault":
+                fault(reason, s0)
+                stop = True
+                break
+            if not _move(res, hwpt, pages, byte + (s0 - cur), s0, s1 - s0, s0 - iova, write,
+                         action == "void", data, source, sink, out, fault):
+                stop = True
+                break
+        if stop:
+            break
+        cur += n
+    if out is not None:
+        res.data = bytes(out)
+    res.events = log.seq - seq0
+    return res
+
+
+def _move(res, hwpt, pages, byte, at, n, off0, write, void, data, source, sink, out,
+          fault) -> bool:
+    """Move ``n`` bytes between the caller buffer (offset ``off0``) and the
+    pages (byte ``byte``), IOVA ``at``. ``void``: the page left the file:
+    reads give zeros, writes go nowhere. False after a backing fault."""
+    done = 0
+    berr = None
+    while done < n:
+        m = min(CHUNK, n - done)
+        off = off0 + done
+        if write:
+            # Caller-buffer faults propagate (EFAULT); backing faults
+            # become a device fault.
+            chunk = source(off, m) if source is not None else data[off:off + m]
+            if not void:
                 try:
                     pages.write(byte + done, chunk)
                 except OSError as e:
                     berr = e
                     break
+        else:
+            if void:
+                chunk = bytes(m)
             else:
                 try:
                     chunk = pages.read(byte + done, m)
                 except OSError as e:
                     berr = e
                     break
-                if sink is not None:
-                    sink(off, chunk)
-                else:
-                    out += chunk
-            done += m
-        if berr is not None:
-            if write and done:
-                _mark_dirty(hwpt, cur, cur + done)
-            res.transferred += done
-            fault(FAULT_BACKING, cur + done, berr.strerror or str(berr))
-            break
-        if write:
-            _mark_dirty(hwpt, cur, cur + n)
-        res.transferred += n
-        cur += n
-    if out is not None:
-        res.data = bytes(out)
-    return res
+            if sink is not None:
+                sink(off, chunk)
+            else:
+                out += chunk
+        done += m
+    if write and done:
+        _mark_dirty(hwpt, at, at + done)
+    res.transferred += done
+    if berr is not None:
+        fault(FAULT_BACKING, at + done, berr.strerror or str(berr))
+        return False
+    return True
 
 
 def _mark_dirty(hwpt, start, end):
@@ -201,7 +245,7 @@ def dma_ffi():
 def op_dma(ctx, cmd, ucmd):
     d = dma_ffi().from_buffer("struct gmemfs_test_dma *", ucmd.buf)
     idev = ctx.lookup(d.id, C.DEVICE)
-    if d.flags & ~GMEMFS_DMA_WRITE:
+    if d.flags & ~(GMEMFS_DMA_WRITE | GMEMFS_DMA_PRIVATE):
         raise err(errno.EOPNOTSUPP, "DMA: unknown flags")
     length, iova, uptr = d.length, d.iova, d.uptr
     if length == 0 or length > GMEMFS_DMA_MAX_LENGTH:
@@ -210,17 +254,19 @@ def op_dma(ctx, cmd, ucmd):
         raise err(errno.EOVERFLOW, "iova + length overflows")
     caller = ucmd.caller
     write = bool(d.flags & GMEMFS_DMA_WRITE)
+    private = bool(d.flags & GMEMFS_DMA_PRIVATE)
     if write:
         res = device_dma(ctx, idev, iova, length, True,
                          source=lambda off, n: caller.read(uptr + off, n),
-                         pasid=d.pasid)
+                         pasid=d.pasid, private=private)
     else:
         res = device_dma(ctx, idev, iova, length, False,
                          sink=lambda off, b: caller.write(uptr + off, b),
-                         pasid=d.pasid)
+                         pasid=d.pasid, private=private)
     d.out_fault_reason = res.fault_reason
     d.out_fault_iova = res.fault_iova if res.faulted else 0
     d.out_fault_dev_id = res.fault_dev_id if res.faulted else 0
+    d.out_events = min(res.events, 0xFFFFFFFF)
     ucmd.respond()
     return 1 if res.faulted else 0
 

@@ -19,12 +19,12 @@ as the kernel's span iterator merges them), clipped to
 ``[PAGE_SIZE, ULONG_MAX - PAGE_SIZE]``.
 
 guest_memfd areas (MAP_FILE of a FileRef with kind 'gmem'): the pages object
-subscribes to the guest_memfd's event hook. The default policy revokes
-every area that intersects a PUNCH_HOLE/truncate ('punch', phase 'before'):
-the area leaves every domain (DMA faults), its IOVA stays occupied and
-UNMAP still removes it (the dma-buf revoke model of spec §11.3).
-Conversions are ignored by default (the RFC has no notifier); a context
-option ``gmem_policy(event, area) -> 'revoke' | 'ignore'`` overrides this.
+subscribes to the guest_memfd's event hook and the IOAS's invalidation
+policy (policy.py: none, revoke, invalidate, mirror, pin; IOMMU_OPTION
+GMEMFS_OPTION_GMEM_POLICY per IOAS) decides what happens to the IOPTEs of
+its areas on a punch or a conversion.  A revoked area leaves every domain
+(DMA faults), its IOVA stays occupied and UNMAP still removes it (the
+dma-buf revoke model of spec §11.3).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from sortedcontainers import SortedDict
 from . import context as C
 from .context import IommufdObject, err
 from .pages import PAGE_SIZE, ULONG_MAX, FilePages, UserPages, make_account
+from . import policy as gmem_policy
 
 U64_MAX = (1 << 64) - 1
 SIZE_MAX = ULONG_MAX
@@ -351,6 +352,7 @@ class Ioas(IommufdObject):
                           f"the IOVA alignment {g:#x}")
             new.append(Area(self, cur, plen, pages, start_byte, readable, writable))
             cur += plen
+        gmem_policy.check_map(self, new)
         if self.domains:
             done = []
             try:
@@ -367,6 +369,7 @@ class Ioas(IommufdObject):
             a.pages.areas.add(a)
         for d in self.domains:
             d.on_map(new)
+        gmem_policy.on_map(self, new)
         return iova
 
     def get_pieces(self, iova: int, length: int):
@@ -392,6 +395,7 @@ class Ioas(IommufdObject):
     def _remove_area(self, a: Area) -> None:
         for d in self.domains:
             d.on_unmap(a)
+        gmem_policy.on_area_gone(a)
         a.release()
         del self.areas[a.iova]
         p = a.pages
@@ -471,6 +475,7 @@ class Ioas(IommufdObject):
             d.on_unmap(a)
         a.release()
         a.revoked = True
+        gmem_policy.on_area_gone(a)
 
     # --------------------------------------------------------------- destroy
     def destroy(self) -> None:
@@ -607,7 +612,7 @@ def h_map_file(ctx, cmd, ucmd):
             raise err(errno.EPERM, "WRITEABLE map of a file not open for write")
         pages = FilePages(ctx.system, ref, start, length, writable,
                           make_account(ctx, caller),
-                          ctx.options.get("gmem_map", "rfc"))
+                          _gmem_map_mode(ctx, ioas, ref))
     except BaseException:
         ref.close()
         raise
@@ -626,30 +631,21 @@ def h_map_file(ctx, cmd, ucmd):
     return 0
 
 
-def _ev(event, name, default=None):
-    if isinstance(event, dict):
-        return event.get(name, default)
-    return getattr(event, name, default)
-
-
-def default_gmem_policy(event, area) -> str:
-    if _ev(event, "kind") == "punch" and _ev(event, "phase", "before") == "before":
-        return "revoke"
-    return "ignore"
+def _gmem_map_mode(ctx, ioas, ref) -> str:
+    """'rfc' (no pin), 'pin' (the pin policy, or the gmem_map option) or
+    'kernel' (EINVAL at pin time, today's kernel)."""
+    mode = ctx.options.get("gmem_map", "rfc")
+    if mode == "rfc" and getattr(ref, "kind", None) == "gmem" and \
+            gmem_policy.policy_of(ioas) == "pin":
+        return "pin"
+    return mode
 
 
 def _subscribe_gmem(ctx, pages) -> None:
-    policy = ctx.options.get("gmem_policy", default_gmem_policy)
-
+    """The protective notifier: the guest_memfd tells this pages object about
+    punches and conversions; the IOAS policies decide (policy.py)."""
     def on_event(event):
-        off = _ev(event, "offset", 0)
-        length = _ev(event, "length", 0)
-        end = off + length
-        for a in list(pages.areas):
-            a_start = pages.start + a.start_byte
-            if a_start < end and off < a_start + a.length and not a.revoked:
-                if policy(event, a) == "revoke":
-                    a.ioas.revoke_area(a)
+        gmem_policy.gmem_event(ctx, pages, event)
 
     gmem = pages.gmem
     ret = gmem.subscribe(on_event)
@@ -738,6 +734,8 @@ def h_option(ctx, cmd, ucmd):
                 raise err(errno.EINVAL, "RLIMIT_MODE value must be 0 or 1")
         else:
             raise err(errno.EOPNOTSUPP, "unknown option op")
+    elif cmd.option_id == gmem_policy.GMEMFS_OPTION_GMEM_POLICY:
+        gmem_policy.h_option(ctx, cmd)
     elif cmd.option_id == IOMMU_OPTION_HUGE_PAGES:
         ioas = ctx.lookup(cmd.object_id, C.IOAS)
         if cmd.op == IOMMU_OPTION_OP_GET:
