@@ -68,12 +68,12 @@ def run_server(mountpoint: str, own_opts: dict, fuse_opts: list[str], debug: boo
     # until the trio loop takes over signals: SIGTERM unwinds like SIGINT, so
     # the finally below unmounts
     signal.signal(signal.SIGTERM, terminate)
-    fs = GmemFS({"on_ready": on_ready, **own_opts})
     try:
+        fs = GmemFS({"on_ready": on_ready, **own_opts})   # ValueError: bad -o policy=... etc.
         session = fuse_ll.Session(fs, mountpoint, mount_options=fuse_opts, debug=debug)
         fs.session = session
         session.mount()
-    except fuse_ll.MountError as e:
+    except (fuse_ll.MountError, ValueError) as e:
         if ready_fd is not None:
             os.write(ready_fd, f"error: {e}\n".encode())
         print(f"gmemfs: {e}", file=sys.stderr)

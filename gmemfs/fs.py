@@ -5,7 +5,8 @@ Layout (user ABI, keep it exactly):
 
     MNT/iommu            every open() is a new, independent iommufd context
     MNT/gmem/            guest_memfd files: open(O_CREAT) + KVM_CREATE_GUEST_MEMFD
-    MNT/.state/          read-only views (text; one value or JSON per file)
+    MNT/.state/          read-only views (text; one value or JSON per file);
+                         events (JSON lines, poll()able), counters, iommufd, config
 """
 from __future__ import annotations
 
@@ -121,11 +122,36 @@ class GmemNode(Node):
         return a
 
 
-class OpenFile:
-    __slots__ = ("node", "ctx", "data", "flags")
+class EventsNode(StateNode):
+    """MNT/.state/events: the event log as JSON lines, read as a stream (each
+    open file continues where it stopped; nothing new reads 0 bytes) and
+    poll()able (POLLIN when an event arrives)."""
+    kind = "events"
 
-    def __init__(self, node, ctx=None, data=b"", flags=0):
+
+class OpenFile:
+    __slots__ = ("node", "ctx", "data", "flags", "reader")
+
+    def __init__(self, node, ctx=None, data=b"", flags=0, reader=None):
         self.node, self.ctx, self.data, self.flags = node, ctx, data, flags
+        self.reader = reader      # events.EventReader of an MNT/.state/events open
+
+
+class _GmemRef(FileRef):
+    """A caller's guest_memfd fd as the models see it. Like the kernel's file
+    reference held by an IOMMU_IOAS_MAP_FILE, it keeps the guest_memfd alive
+    (unlinked and closed by every process) until the model closes it."""
+
+    def __init__(self, fs: "GmemFS", node: GmemNode, readable: bool, writable: bool):
+        super().__init__("gmem", None, readable, writable, gmem=node.gmem, node=node)
+        self._fs = fs
+        node.nopen += 1
+
+    def close(self) -> None:
+        fs, self._fs = self._fs, None
+        if fs is not None:
+            self.node.nopen -= 1
+            fs._maybe_drop(self.node)
 
 
 class GmemFS:
@@ -151,9 +177,25 @@ class GmemFS:
         self._add(StateNode(self._alloc_ino(), "contexts", self._render_contexts), self.state_dir)
         self._add(StateNode(self._alloc_ino(), "server.json", self._render_server),
                   self.state_dir)
-        from iommufd_emu import dispatch
+        from iommufd_emu import dispatch, policy
         from iommufd_emu.context import Context
-        self._new_context = Context
+        from iommufd_emu.events import EventLog
+        from iommufd_emu.platform import CcConfig
+        # the guest_memfd policy / platform model of this mount (ValueError on
+        # bad -o values) and its event log, shared by every iommufd context
+        self.cc = CcConfig.from_options(self.options)
+        self.events = EventLog(self.cc.platform, self.cc.policy)
+        self.events.listen(self._on_event)
+        self._poll_waiters: dict[int, object] = {}      # fh -> fuse_pollhandle
+        ctx_opts = {**self.cc.context_options(), "events": self.events}
+        self._new_context = lambda: Context(ctx_opts)
+        self._describe_iommufd = policy.describe
+        self._add(EventsNode(self._alloc_ino(), "events", None), self.state_dir)
+        self._add(StateNode(self._alloc_ino(), "counters", self._render_counters),
+                  self.state_dir)
+        self._add(StateNode(self._alloc_ino(), "iommufd", self._render_iommufd), self.state_dir)
+        self._add(StateNode(self._alloc_ino(), "config", lambda: self.cc.as_text().encode()),
+                  self.state_dir)
         self._dispatch = dispatch.ioctl
         self._cmd_names = {v: k for k, v in vars(abi).items()
                            if isinstance(v, int) and (k.startswith("IOMMU_") or k.startswith("KVM_"))
@@ -209,8 +251,25 @@ class GmemFS:
             return None
         node = self.inodes.get(ino)
         if isinstance(node, GmemNode) and node.gmem is not None:
-            return FileRef("gmem", None, readable, writable, gmem=node.gmem, node=node)
+            return _GmemRef(self, node, readable, writable)
         return FileRef("gmemfs-other", None, readable, writable, node=node)
+
+    def _check_host(self) -> None:
+        """After an emulated TDX machine check the host is dead: every call on
+        the mount fails with EIO until remount (MNT/.state stays readable)."""
+        if self.events.host_dead:
+            raise OSError(errno.EIO, "the emulated host is dead: " + self.events.host_dead_reason)
+
+    def _on_event(self, ev) -> None:
+        """A new event: wake every poll()er of MNT/.state/events."""
+        if not self._poll_waiters or self.session is None:
+            return
+        waiters, self._poll_waiters = self._poll_waiters, {}
+        for ph in waiters.values():
+            try:
+                self.session.notify_poll(ph)
+            except Exception:
+                log.exception("poll notification failed")
 
     def gmem_by_name(self, name: str):
         node = self.gmem_dir.children.get(name)
@@ -224,6 +283,14 @@ class GmemFS:
     def _render_contexts(self) -> bytes:
         return f"{self.live_contexts()}\n".encode()
 
+    def _render_counters(self) -> bytes:
+        return (json.dumps(self.events.counters(), indent=1, sort_keys=True) + "\n").encode()
+
+    def _render_iommufd(self) -> bytes:
+        ctxs = [(fh, f.ctx) for fh, f in sorted(self.files.items()) if f.ctx is not None]
+        d = self._describe_iommufd(ctxs, self.cc)
+        return (json.dumps(d, indent=1, sort_keys=True) + "\n").encode()
+
     def _render_server(self) -> bytes:
         info = {
             "pid": os.getpid(),
@@ -233,6 +300,8 @@ class GmemFS:
             "open_files": len(self.files),
             "gmem_files": sorted(n for n in self.gmem_dir.children),
             "direct_io_mmap": self.direct_io_mmap,
+            "cc": self.cc.context_options(),
+            "host_dead": self.events.host_dead,
             "stats": self.stats,
         }
         return (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
@@ -317,6 +386,7 @@ class GmemFS:
         self._maybe_drop(node)
 
     def mknod(self, req, parent: int, name: str, mode: int):
+        self._check_host()
         node = self._new_gmem(req, parent, name, mode)
         node.nlookup += 1
         F.reply_entry(req, node.attr(), node.attr_timeout)
@@ -342,6 +412,7 @@ class GmemFS:
     # ---------------------------------------------------------- file ops --
 
     def create(self, req, parent: int, name: str, mode: int, fi):
+        self._check_host()
         node = self._new_gmem(req, parent, name, mode)
         node.nlookup += 1
         fh = self._new_fh(OpenFile(node, flags=fi.flags))
@@ -352,7 +423,14 @@ class GmemFS:
         node = self._node(ino)
         if isinstance(node, DirNode):
             raise OSError(errno.EISDIR, "is a directory")
-        if isinstance(node, IommuNode):
+        if not isinstance(node, StateNode):
+            self._check_host()
+        if isinstance(node, EventsNode):
+            if fi.flags & os.O_ACCMODE != os.O_RDONLY:
+                raise OSError(errno.EACCES, "state views are read-only")
+            fh = self._new_fh(OpenFile(node, flags=fi.flags, reader=self.events.reader()))
+            F.reply_open(req, fi, fh, direct_io=True, nonseekable=True)
+        elif isinstance(node, IommuNode):
             ctx = self._new_context()
             fh = self._new_fh(OpenFile(node, ctx=ctx, flags=fi.flags))
             self.stats["contexts_opened"] += 1
@@ -374,9 +452,12 @@ class GmemFS:
     def read(self, req, ino: int, fh: int, size: int, off: int, direct: bool):
         f = self._file(fh)
         node = f.node
-        if isinstance(node, StateNode):
+        if f.reader is not None:
+            F.reply_buf(req, f.reader.read(size))
+        elif isinstance(node, StateNode):
             F.reply_buf(req, f.data[off:off + size])
         elif isinstance(node, GmemNode):
+            self._check_host()
             self._gmem_read(req, node, size, off, direct)
         else:
             raise OSError(errno.EINVAL, "not readable")
@@ -454,6 +535,7 @@ class GmemFS:
         node = f.node
         if not isinstance(node, GmemNode):
             raise OSError(errno.EBADF, "not writable")
+        self._check_host()
         if not writepage or node.gmem is None:
             # guest_memfd.md §4.2: write/writev -> EINVAL
             raise OSError(errno.EINVAL, "guest_memfd does not support write()")
@@ -483,6 +565,9 @@ class GmemFS:
         if f is None:
             return
         f.node.nopen -= 1
+        ph = self._poll_waiters.pop(fh, None)
+        if ph is not None:
+            F.lib.fuse_pollhandle_destroy(ph)
         if f.ctx is not None:
             try:
                 f.ctx.close()
@@ -512,6 +597,22 @@ class GmemFS:
         F.reply_statfs(req, blocks=0, bfree=0, files=len(self.inodes), ffree=1 << 20)
 
     def poll(self, req, ino: int, fh: int, ph):
+        f = self.files.get(fh)
+        if f is not None and f.reader is not None:
+            # MNT/.state/events: POLLIN when there is something new to read;
+            # otherwise keep the handle and notify it at the next event
+            old = self._poll_waiters.pop(fh, None)
+            if old is not None:
+                F.lib.fuse_pollhandle_destroy(old)
+            if f.reader.pending():
+                if ph != F.ffi.NULL:
+                    F.lib.fuse_pollhandle_destroy(ph)
+                F.reply_poll(req, POLLIN)
+                return
+            if ph != F.ffi.NULL:
+                self._poll_waiters[fh] = ph
+            F.reply_poll(req, 0)
+            return
         # guest_memfd and iommufd files are always ready (guest_memfd.md §4.2)
         if ph != F.ffi.NULL:
             F.lib.fuse_pollhandle_destroy(ph)
@@ -527,6 +628,7 @@ class GmemFS:
         f = self.files.get(fh)
         if f is None:
             raise OSError(errno.EBADF, "no such open file")
+        self._check_host()
         self.stats["ioctls"] += 1
         if f.ctx is not None:
             caller = self.caller(req)
@@ -684,6 +786,7 @@ class GmemFS:
 
     def fallocate(self, req, ino: int, fh: int, mode: int, offset: int, length: int):
         node = self._file(fh).node
+        self._check_host()
         if not isinstance(node, GmemNode):
             raise OSError(errno.EOPNOTSUPP, "fallocate only on guest_memfd files")
         if node.gmem is None:

@@ -262,7 +262,7 @@ class FilePages(Pages):
             raise err(errno.EINVAL, "file range extends past EOF at pin time")
 
     def _backing_pin(self, first, end, pin):
-        if self.gmem_pins:
+        if self.gmem_pins and not self.gmem.closed:
             off, n = self.start + first * PAGE_SIZE, (end - first) * PAGE_SIZE
             (self.gmem.pin if pin else self.gmem.unpin)(off, n)
 
