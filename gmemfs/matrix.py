@@ -166,7 +166,7 @@ def cell_text(scen: str, r: Dict[str, object]) -> str:
         return base
     if scen == "b":
         return {"use_after_free": "UAF!", "stale_page": "stale page", "revoked": "revoked",
-                "invalidated": "no IOPTE: fault", "none": "ok (remapped)"}.get(r["dma"], r["dma"])
+                "invalidated": "no IOPTE: fault", "none": "ok (mirrored)"}.get(r["dma"], r["dma"])
     if scen == "c":
         chk = r.get("check") or {}
         if int(r.get("probe_mismatch", 0)):

@@ -33,7 +33,7 @@ EXPECTED = {
     ("b", "none"): ["UAF!"] * 5,
     ("b", "revoke"): ["revoked"] * 5,
     ("b", "invalidate"): ["no IOPTE: fault"] * 5,
-    ("b", "mirror"): ["ok (remapped)"] * 5,
+    ("b", "mirror"): ["ok (mirrored)"] * 5,
     ("b", "pin"): ["stale page"] * 5,
     ("d", "none"): ["ok"] * 5,
     ("d", "revoke"): ["ok"] * 5,
