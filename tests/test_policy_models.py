@@ -252,6 +252,8 @@ def test_strict_tdx_refuses_conversion_and_map(rig):
 def test_scenario_b_punch_inside_mapping(rig, platform, policy_name, fault, data, kinds):
     r = rig(platform, policy_name)
     iova = r.map()
+    ioas = r.h.ctx.lookup(r.ioas)
+    ranges = ioas.usable_ranges()
     r.g.write(0x5000, b"guest secret 123")
     r.g.fallocate(PUNCH, 0x5000, PS)
     res = r.dma(iova + 0x5000)
@@ -261,7 +263,9 @@ def test_scenario_b_punch_inside_mapping(rig, platform, policy_name, fault, data
     if policy_name in ("none", "pin"):
         r.dma(iova + 0x5000, write=True)
         assert r.g.read(0x5000, 16) == bytes(16)
+    assert ioas.usable_ranges() == ranges          # areas never change IOVA_RANGES
     if policy_name == "revoke":
+        assert ioas.area_at(iova).revoked
         assert r.h.unmap(r.ioas, iova, r.g.size) == r.g.size
         assert r.table().runs() == []
 
