@@ -724,7 +724,8 @@ class GmemFS:
             # a touch still comes here and private pages still SIGBUS.
             last = node.gmem.size - 1
             self.session.notify_store(node.ino, last, node.gmem.read(last, 1))
-            node.cached = True
+            # (that page is cached but not up to date: nothing to write back
+            # or drop before a conversion, so the file does not count as cached)
             self._log_ioctl(cmd, tid, 0, None)
             F.reply_ioctl(req, 0)
             return

@@ -299,7 +299,10 @@ def py_statfs(req, ino):
 
 @ffi.def_extern()
 def py_getxattr(req, ino, name, size):
-    lib.fuse_reply_err(req, errno.EOPNOTSUPP)
+    # ENOSYS makes the kernel stop asking (it answers EOPNOTSUPP itself from
+    # then on); otherwise every fallocate costs a GETXATTR round trip
+    # (security.capability, for file_remove_privs)
+    lib.fuse_reply_err(req, errno.ENOSYS)
 
 
 @ffi.def_extern()
