@@ -142,17 +142,26 @@ class ProcessMemory:
             pass
 
 
+# Host files held for MAP_FILE areas, shared by identity: the kernel keeps a
+# file reference per pages object, gmemfs keeps one fd per distinct open file
+# kind, so thousands of areas of one memfd cost one fd, not thousands (the
+# server's RLIMIT_NOFILE would otherwise cap the number of areas).
+# (st_dev, st_ino, readable, writable) -> [fd, refcount]
+_shared_fds: dict[tuple, list] = {}
+
+
 class FileRef:
     """What an fd number of the caller refers to (see docs/ARCHITECTURE.md)."""
 
     def __init__(self, kind: str, fd: int | None, readable: bool, writable: bool,
-                 gmem=None, node=None):
+                 gmem=None, node=None, identity=None):
         self.kind = kind
         self.fd = fd
         self.readable = readable
         self.writable = writable
         self.gmem = gmem
         self.node = node
+        self.identity = identity      # (st_dev, st_ino) of a host file
 
     def size(self) -> int:
         if self.gmem is not None:
@@ -172,9 +181,20 @@ class FileRef:
         os.pwrite(self.fd, data, off)
 
     def close(self) -> None:
-        if self.fd is not None:
+        if self.fd is None:
+            return
+        key = self._key
+        entry = _shared_fds.get(key) if key is not None else None
+        if entry is not None and entry[0] == self.fd:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _shared_fds[key]
+                os.close(self.fd)
+        else:
             os.close(self.fd)
-            self.fd = None
+        self.fd = None
+
+    _key = None
 
     def __repr__(self):
         return f"FileRef(kind={self.kind!r}, fd={self.fd}, w={self.writable})"
@@ -237,7 +257,17 @@ class Caller:
                 kind = "hugetlb"
             else:
                 kind = "other"
-            return FileRef(kind, local, readable, writable)
+            st = os.fstat(local)
+            key = (st.st_dev, st.st_ino, readable, writable)
+            entry = _shared_fds.get(key)
+            if entry is None:
+                entry = _shared_fds[key] = [local, 0]
+            else:
+                os.close(local)
+            entry[1] += 1
+            ref = FileRef(kind, entry[0], readable, writable, identity=(st.st_dev, st.st_ino))
+            ref._key = key
+            return ref
         except BaseException:
             os.close(local)
             raise

@@ -65,6 +65,12 @@ def run_server(mountpoint: str, own_opts: dict, fuse_opts: list[str], debug: boo
     def terminate(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
+    # every open iommufd context, held host file and pidfd is an fd here
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
     # until the trio loop takes over signals: SIGTERM unwinds like SIGINT, so
     # the finally below unmounts
     signal.signal(signal.SIGTERM, terminate)

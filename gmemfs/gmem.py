@@ -74,9 +74,11 @@ data (host faults on private pages are SIGBUS) check `is_private` themselves:
 
 Punch does not change attributes (v8 selftest) nor pin counts; it zeroes the
 backing and returns the pages to *hole*.  Each punch increments
-``punch_counter`` and stamps its range with it (`punch_epoch_runs`), before
-``'after'`` is announced: IOMMU mappings remember the counter they were made
-at, so a DMA can tell that its page left the file after the mapping was made.
+``punch_counter`` and, while anyone is subscribed, stamps its range with it
+(`punch_epoch_runs`) before ``'after'`` is announced: IOMMU mappings remember
+the counter they were made at, so a DMA can tell that its page left the file
+after the mapping was made. Without subscribers nothing is stamped (no mapping
+can hold an older view), so the stamps cost nothing for unmapped files.
 """
 
 from __future__ import annotations
@@ -318,6 +320,10 @@ class GuestMemfd:
                 self._subscribers.remove(cb)
             except ValueError:
                 pass
+            if not self._subscribers:
+                # whoever mapped these pages is gone: no map epoch is left to
+                # compare the stamps with (a new mapping starts at punch_counter)
+                self._punch_epochs.clear()
 
     def _announce_before(self, kind: str, offset: int, length: int) -> List[Subscriber]:
         ev = GmemEvent(kind, offset, length, "before", self)
@@ -446,7 +452,11 @@ class GuestMemfd:
             self._allocated.clear(start, end)
             self._populated.clear(start, end)
             self.punch_counter += 1
-            self._punch_epochs.set(start, end, self.punch_counter)
+            if self._subscribers:
+                # only a subscriber (an IOMMU mapping) can hold an older view
+                # of these pages: without one there is nothing to stamp, and
+                # the map does not grow with every punched page
+                self._punch_epochs.set(start, end, self.punch_counter)
         finally:
             self._changing = False
         self._announce_after(accepted, "punch", start, length)

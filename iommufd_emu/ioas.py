@@ -160,6 +160,15 @@ class Ioas(IommufdObject):
             out.append(self.areas[k])
         return out
 
+    def _first_area_in(self, start: int, last: int):
+        """The lowest area intersecting [start, last], or None."""
+        first = self.area_at(start)
+        if first is not None:
+            return first
+        for k in self.areas.irange(start, last, inclusive=(False, True)):
+            return self.areas[k]
+        return None
+
     def intersects_area(self, start: int, last: int) -> bool:
         i = self.areas.bisect_right(last) - 1
         return i >= 0 and self.areas.peekitem(i)[1].last >= start
@@ -408,10 +417,9 @@ class Ioas(IommufdObject):
         """Whole-area unmap with the kernel's partial effect (§4.9)."""
         removed = 0
         while True:
-            cands = self.areas_in(start, last)
-            if not cands:
+            a = self._first_area_in(start, last)    # O(log n): no list of all of them
+            if a is None:
                 break
-            a = cands[0]
             if a.iova < start or a.last > last:
                 raise err(errno.ENOENT, f"{a!r} is not fully inside the range")
             self._remove_area(a)
