@@ -81,7 +81,8 @@ extern "Python" void py_statfs(fuse_req_t req, fuse_ino_t ino);
 extern "Python" void py_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
                               struct fuse_file_info *fi, unsigned flags,
                               const void *in_buf, size_t in_bufsz, size_t out_bufsz,
-                              const void *pre, int64_t pre_len);
+                              const void *pre, int64_t pre_len, int32_t tid, uint32_t uid,
+                              uint32_t gid);
 extern "Python" void py_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
                              struct fuse_pollhandle *ph);
 extern "Python" void py_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, int64_t offset,
@@ -200,7 +201,8 @@ static void py_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void py_statfs(fuse_req_t req, fuse_ino_t ino);
 static void py_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
                      struct fuse_file_info *fi, unsigned flags, const void *in_buf,
-                     size_t in_bufsz, size_t out_bufsz, const void *pre, int64_t pre_len);
+                     size_t in_bufsz, size_t out_bufsz, const void *pre, int64_t pre_len,
+                     int32_t tid, uint32_t uid, uint32_t gid);
 static void py_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
                     struct fuse_pollhandle *ph);
 static void py_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, int64_t offset,
@@ -260,12 +262,13 @@ static void c_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 {
     static char pre[GM_PREFETCH];
     int64_t pre_len = -1;
+    const struct fuse_ctx *c = fuse_req_ctx(req);
     if (in_bufsz == 0 && out_bufsz == 0 && ((cmd >> 8) & 0xff) == 0x3b && arg) {
-        const struct fuse_ctx *c = fuse_req_ctx(req);
         struct iovec l = { pre, GM_PREFETCH }, r = { arg, GM_PREFETCH };
         pre_len = process_vm_readv(c->pid, &l, 1, &r, 1, 0);
     }
-    py_ioctl(req, ino, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz, pre, pre_len);
+    py_ioctl(req, ino, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz, pre, pre_len,
+             c->pid, c->uid, c->gid);
 }
 
 static void c_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,

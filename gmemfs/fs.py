@@ -624,14 +624,14 @@ class GmemFS:
     # ------------------------------------------------------------- ioctl --
 
     def ioctl(self, req, ino: int, fh: int, cmd: int, arg: int, flags: int, in_data: bytes,
-              out_size: int, prefetch: bytes | None = None):
+              out_size: int, prefetch: bytes | None = None, creds=None):
         f = self.files.get(fh)
         if f is None:
             raise OSError(errno.EBADF, "no such open file")
         self._check_host()
         self.stats["ioctls"] += 1
         if f.ctx is not None:
-            caller = self.caller(req)
+            caller = Caller(*creds, self._resolve_own) if creds else self.caller(req)
             if cmd == abi.IOMMU_TEST_CMD and self._is_dma_op(caller, arg) and \
                     any(n.cached for n in self.inodes.values() if isinstance(n, GmemNode)):
                 self.session.spawn(self._coherent_dma, req, f, cmd, arg, caller)

@@ -324,12 +324,13 @@ _char_p = ffi.typeof("char *")
 
 
 @ffi.def_extern()
-def py_ioctl(req, ino, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz, pre, pre_len):
+def py_ioctl(req, ino, cmd, arg, fi, flags, in_buf, in_bufsz, out_bufsz, pre, pre_len,
+             tid, uid, gid):
     try:
         data = ffi.unpack(ffi.cast(_char_p, in_buf), in_bufsz) if in_bufsz else b""
         prefetch = ffi.unpack(ffi.cast(_char_p, pre), pre_len) if pre_len > 0 else None
         _ops.ioctl(req, ino, fi.fh, cmd, int(ffi.cast(_uintptr_t, arg)), flags, data, out_bufsz,
-                   prefetch)
+                   prefetch, (tid, uid, gid))
     except BaseException as e:
         _fail(req, e, f"ioctl {cmd:#x}")
 

@@ -51,6 +51,9 @@ def ffi():
     return ioctl_abi.ffi
 
 
+_FFI = None
+
+
 @dataclass(frozen=True)
 class Op:
     cmd: int
@@ -61,6 +64,8 @@ class Op:
 
 class UCmd:
     """What a handler knows about the call besides the struct."""
+
+    __slots__ = ("ctx", "caller", "arg", "user_size", "buf", "op", "responded")
 
     def __init__(self, ctx: Context, caller, arg: int, user_size: int,
                  buf: bytearray, op: Op) -> None:
@@ -248,7 +253,10 @@ def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = Non
     else:
         buf = bytearray(ksize)
         buf[:n] = caller.read(arg, n)
-    cdata = ffi().from_buffer(_ptr_type(op.struct), buf)
+    global _FFI
+    if _FFI is None:
+        _FFI = ffi()
+    cdata = _FFI.from_buffer(_ptr_type(op.struct), buf)
     ucmd = UCmd(ctx, caller, arg, user_size, buf, op)
     ctx.begin()
     try:
