@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import ioctl_abi
+from gmemfs import mountctl
 
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = ROOT / "tests" / "c"
@@ -41,32 +42,12 @@ def build(src: Path, out: Path) -> Path:
     return exe
 
 
-def mount(mnt: Path, log: Path, *opts: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "gmemfs", "mount", str(mnt), "-f", "--log-file", str(log)]
-    for o in opts:
-        cmd += ["-o", o]
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gmemfs failed to mount (see {log})")
-        if os.path.ismount(mnt):
-            try:
-                os.stat(mnt / "iommu")
-                return proc
-            except OSError:
-                pass
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("gmemfs did not mount within 20 s")
-
-
-def unmount(mnt: Path, proc: subprocess.Popen) -> None:
-    subprocess.call(["fusermount3", "-u", str(mnt)])
+def mount(mnt: Path, log: Path, *opts: str) -> mountctl.Server:
+    """A ready gmemfs on ``mnt`` whose output goes to the terminal."""
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        return mountctl.start_gmemfs(mnt, *opts, log=log, stdout=None, stderr=None)
+    except mountctl.MountError as e:
+        raise SystemExit(f"gmemfs failed to mount (see {log}): {e}")
 
 
 def main(argv=None) -> int:
@@ -88,7 +69,7 @@ def main(argv=None) -> int:
     mnt.mkdir(exist_ok=True)
     log = work / "gmemfs.log"
     print(f"== mounting gmemfs on {mnt} (server log: {log})")
-    proc = mount(mnt, log)
+    srv = mount(mnt, log)
     failed = 0
     try:
         for title, src, extra in SCENARIOS:
@@ -105,7 +86,7 @@ def main(argv=None) -> int:
         print(f"contexts open: {(mnt / '.state' / 'contexts').read_text().strip()}")
     finally:
         print(f"\n== unmounting {mnt}")
-        unmount(mnt, proc)
+        srv.stop()
     failed += run_matrix(work, args.ops)
     return 1 if failed else 0
 
@@ -139,8 +120,7 @@ def run_matrix(work: Path, ops: int) -> int:
     def mount_fn(opts):
         sub = work / f"matrix{next(counter)}"
         sub.mkdir(exist_ok=True)
-        (sub / "mnt").mkdir(exist_ok=True)
-        return (sub / "mnt", mount(sub / "mnt", sub / "gmemfs.log", opts))
+        return mount(sub / "mnt", sub / "gmemfs.log", opts)
 
     def progress():
         n[0] += 1
@@ -148,8 +128,8 @@ def run_matrix(work: Path, ops: int) -> int:
 
     t0 = time.monotonic()
     try:
-        results, mounts = matrix.run_matrix(exe, mount_fn, lambda h: unmount(*h),
-                                            lambda h: h[0], nops=ops, progress=progress)
+        results, mounts = matrix.run_matrix(exe, mount_fn, mountctl.Server.stop,
+                                            lambda srv: srv.mnt, nops=ops, progress=progress)
     except Exception as e:     # a cell that cannot run is a demo failure, said plainly
         print(f"\n!! the scenario matrix failed: {e}")
         return 1

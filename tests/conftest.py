@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import ioctl_abi
+from gmemfs import mountctl
 
 ROOT = Path(__file__).resolve().parent.parent
 C_DIR = Path(__file__).resolve().parent / "c"
@@ -32,20 +31,16 @@ def _fuse_usable() -> str | None:
     return None
 
 
-class Mount:
-    """A running gmemfs: ``path`` is the mount point, ``log`` the server log."""
+class Mount(mountctl.Server):
+    """A running gmemfs: ``path`` is the mount point, ``log`` the server log,
+    ``proc`` the server process (see gmemfs.mountctl.Server)."""
 
-    def __init__(self, path: Path, log: Path, proc: subprocess.Popen):
-        self.path = path
-        self.log = log
-        self.proc = proc
+    @property
+    def path(self) -> Path:
+        return self.mnt
 
     def __truediv__(self, other):
         return self.path / other
-
-    @property
-    def iommu(self) -> str:
-        return str(self.path / "iommu")
 
     def gmem(self, name: str) -> str:
         return str(self.path / "gmem" / name)
@@ -56,51 +51,15 @@ class Mount:
     def contexts(self) -> int:
         return int(self.state("contexts"))
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text()
-        except OSError:
-            return ""
-
 
 def start_mount(tmp: Path, *opts: str, debug: bool = True) -> Mount:
-    mnt = tmp / "mnt"
-    mnt.mkdir(exist_ok=True)
-    log = tmp / "gmemfs.log"
-    cmd = [sys.executable, "-m", "gmemfs", "mount", str(mnt), "-f", "--log-file", str(log)]
-    if debug:
-        cmd.append("--debug")
-    for o in opts:
-        cmd += ["-o", o]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gmemfs exited: {proc.stderr.read().decode()}")
-        if os.path.ismount(mnt):
-            # wait until INIT is answered (a stat of the root goes through)
-            try:
-                os.stat(mnt / "iommu")
-                return Mount(mnt, log, proc)
-            except OSError:
-                pass
-        time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("gmemfs did not mount within 20 s")
+    mnt, log = tmp / "mnt", tmp / "gmemfs.log"
+    return Mount(mountctl.gmemfs_argv(mnt, *opts, log_file=log, debug=debug), mnt,
+                 log=log).start()
 
 
 def stop_mount(m: Mount) -> None:
-    if os.path.ismount(m.path):
-        subprocess.call(["fusermount3", "-u", str(m.path)])
-    try:
-        m.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        m.proc.kill()
-        m.proc.wait()
-        subprocess.call(["fusermount3", "-uz", str(m.path)])
+    m.stop()
 
 
 @pytest.fixture
