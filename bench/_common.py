@@ -1,14 +1,19 @@
-"""Helpers shared by bench_gmem_fuse.py and bench_map_unmap.py (not a bench:
+"""Helpers shared by the bench_*.py that mount a server (not a bench:
 run_all.py only runs bench_*.py).
 
-* `build(out, name)`: gcc -O2 -Werror bench/c/NAME.c against ioctl_abi/;
-* `GmemfsMount`: ``python -m gmemfs mount DIR -f`` with this interpreter (never
-  ``--debug``), optionally under ``taskset -c CPU``; `server_pid()` from
-  MNT/.state/server.json; `stop()` unmounts with fusermount3 (lazily if it has
-  to) and reaps the server;
+* `check_environment()`: gcc, FUSE, gmemfs importable (and taskset);
+* `build(out, name, extra)`: gcc -O2 -Werror bench/c/NAME.c against ioctl_abi/;
+* `BenchServer`: a server on a mount point (gmemfs.mountctl.Server) in its own
+  session, its stdout and stderr in a log file; `GmemfsMount`: ``python -m
+  gmemfs mount DIR -f`` with this interpreter (never ``--debug``), optionally
+  under ``taskset -c CPU``; `server_pid()` from MNT/.state/server.json;
+  `stop()` unmounts with fusermount3 (lazily if it has to) and reaps the server;
 * `rss_kib(pid)`: VmRSS / VmHWM of a process;
 * `parse_results(text)`: the ``RESULT key=value ...`` lines of the C clients;
-* `guard()`: SIGTERM / SIGHUP unwind like Ctrl-C so ``finally`` blocks unmount.
+* `run_client(...)`: run a C client, fail with its output and the server log;
+* `guard()`: SIGTERM / SIGHUP unwind like Ctrl-C so ``finally`` blocks unmount;
+* `finish(tmp, servers)`, `run_main(main)`: how a bench unmounts and removes
+  its temporary directory, and exits (``bench: ...`` and 1 on `FAILURES`).
 """
 from __future__ import annotations
 
@@ -19,11 +24,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))    # gmemfs.mountctl (stdlib only) without the venv too
+from gmemfs import mountctl  # noqa: E402
 C_DIR = HERE / "c"
 INCLUDE_DIR = ROOT / "ioctl_abi"
 
@@ -36,7 +44,11 @@ class BenchError(RuntimeError):
     """Something does not work (build, mount, a request failed)."""
 
 
-def check_environment() -> None:
+# what a bench reports as ``bench: ...`` and exit status 1
+FAILURES = (BenchError, mountctl.MountError)
+
+
+def check_environment(taskset: bool = False) -> None:
     if not shutil.which("gcc"):
         raise SystemExit("bench: gcc is not installed")
     if os.geteuid() != 0 and not shutil.which("fusermount3"):
@@ -46,12 +58,15 @@ def check_environment() -> None:
     if r.returncode:
         raise SystemExit(f"bench: {sys.executable} cannot import gmemfs (run it with the venv's "
                          f"python, or use ./run bench):\n{r.stderr[-2000:]}")
+    if taskset and not shutil.which("taskset"):
+        raise SystemExit("bench: taskset (util-linux) is not installed")
 
 
-def build(out: Path, name: str) -> Path:
+def build(out: Path, name: str, extra: list[str] = ()) -> Path:
+    """bench/c/NAME.c -> OUT/NAME; ``extra`` goes last (e.g. libraries)."""
     exe = out / name
     cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(INCLUDE_DIR),
-           "-o", str(exe), str(C_DIR / f"{name}.c")]
+           "-o", str(exe), str(C_DIR / f"{name}.c"), *extra]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         raise BenchError(f"build failed: {' '.join(cmd)}\n{r.stderr}")
@@ -62,37 +77,31 @@ def taskset(cpu: int | None) -> list[str]:
     return [] if cpu is None else ["taskset", "-c", str(cpu)]
 
 
-class GmemfsMount:
+class BenchServer(mountctl.Server):
+    """``argv`` serving ``mnt`` under ``taskset -c cpu`` if ``cpu`` is set; its
+    stdout and stderr go to ``log_path``; in its own session (a Ctrl-C reaches
+    only us, and we unmount in order); 30 s to mount."""
+
+    def __init__(self, argv: list[str], mnt: Path, log_path: Path, cpu: int | None = None,
+                 name: str = "gmemfs", **kw):
+        super().__init__(taskset(cpu) + argv, mnt, log=log_path, name=name, stdout=log_path,
+                         stderr=subprocess.STDOUT, new_session=True,
+                         start_timeout=30.0, **kw)
+        self.log_path, self.cpu = log_path, cpu
+
+
+class GmemfsMount(BenchServer):
+    """gmemfs on ``mnt``, with RLIMIT_NOFILE ``nofile`` if set."""
+
     def __init__(self, mnt: Path, log_path: Path, cpu: int | None = None,
                  nofile: int | None = None):
-        self.mnt, self.log_path, self.cpu, self.nofile = mnt, log_path, cpu, nofile
-        self.proc: subprocess.Popen | None = None
+        super().__init__(mountctl.gmemfs_argv(mnt), mnt, log_path, cpu,
+                         preexec_fn=self._preexec if nofile else None, stop_timeout=30.0)
+        self.nofile = nofile
 
     def _preexec(self) -> None:
-        if self.nofile:
-            import resource
-            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
-
-    def start(self, timeout: float = 30.0) -> "GmemfsMount":
-        self.mnt.mkdir(parents=True, exist_ok=True)
-        argv = taskset(self.cpu) + [sys.executable, "-m", "gmemfs", "mount", str(self.mnt), "-f"]
-        with open(self.log_path, "wb") as logf:
-            # own session: a Ctrl-C reaches only us, and we unmount in order
-            self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=logf,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=self._preexec if self.nofile else None)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"gmemfs exited ({self.proc.returncode}):\n{self.log_tail()}")
-            if os.path.ismount(self.mnt):
-                try:
-                    os.stat(self.mnt / "iommu")
-                    return self
-                except OSError:
-                    pass
-            time.sleep(0.02)
-        raise BenchError(f"gmemfs did not mount within {timeout:.0f} s:\n{self.log_tail()}")
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def server_pid(self) -> int:
         with open(self.mnt / ".state" / "server.json") as f:
@@ -101,27 +110,6 @@ class GmemfsMount:
     def state_json(self, *parts: str) -> dict:
         with open(self.mnt.joinpath(".state", *parts)) as f:
             return json.load(f)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if os.path.ismount(self.mnt):
-            subprocess.call(["fusermount3", "-u", str(self.mnt)], stderr=subprocess.DEVNULL)
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if os.path.ismount(self.mnt):
-            subprocess.call(["fusermount3", "-uz", str(self.mnt)], stderr=subprocess.DEVNULL)
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
@@ -146,7 +134,7 @@ def parse_results(text: str) -> list[dict[str, str]]:
     return [dict(f.split("=", 1) for f in m.group(1).split()) for m in RESULT_RE.finditer(text)]
 
 
-def run_client(argv: list[str], what: str, srv: GmemfsMount, timeout: float) -> str:
+def run_client(argv: list[str], what: str, srv: BenchServer, timeout: float) -> str:
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -155,7 +143,7 @@ def run_client(argv: list[str], what: str, srv: GmemfsMount, timeout: float) -> 
         raise BenchError(f"{what} failed ({r.returncode}):\n{r.stdout[-3000:]}{r.stderr[-3000:]}"
                          f"\nserver log:\n{srv.log_tail()}")
     if not srv.alive():
-        raise BenchError(f"gmemfs died during {what}:\n{srv.log_tail()}")
+        raise BenchError(f"{srv.name} died during {what}:\n{srv.log_tail()}")
     return r.stdout
 
 
@@ -164,6 +152,32 @@ def guard() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _raise)
+
+
+def finish(tmp: Path, servers: list[BenchServer]) -> None:
+    """Unmount every server; remove ``tmp`` unless a mount is left in it."""
+    for srv in servers:
+        srv.stop()
+    if not any(mountctl.mounted(srv.mnt) for srv in servers):
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif len(servers) == 1:
+        print(f"bench: the mount {servers[0].mnt} could not be removed", file=sys.stderr)
+    else:
+        print(f"bench: a mount under {tmp} could not be removed", file=sys.stderr)
+
+
+def run_main(main: Callable[[], int], mounts: str = "mount") -> None:
+    """``sys.exit(main())``; a failure (`FAILURES`) is said as ``bench: ...``
+    and exits 1, a Ctrl-C (or `guard`'s signals) exits 130, both once
+    ``main``'s ``finally`` has unmounted."""
+    try:
+        sys.exit(main())
+    except FAILURES as e:
+        print(f"bench: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"bench: interrupted; {mounts} removed", file=sys.stderr)
+        sys.exit(130)
 
 
 def mib(kib: int) -> str:

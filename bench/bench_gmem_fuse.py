@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import array
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -45,8 +44,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (BenchError, GmemfsMount, check_environment, build, guard,  # noqa: E402
-                     log, mib, parse_results, rss_kib, run_client, taskset)
+from _common import (BenchError, GmemfsMount, build, check_environment, finish,  # noqa: E402
+                     guard, log, mib, parse_results, rss_kib, run_client, run_main, taskset)
 
 TiB = 1 << 40
 NAME = "convbench"
@@ -102,10 +101,8 @@ def main(argv=None) -> int:
         p.error("need --window >= 100 and an even --ops >= 2 * --window")
     if args.control < 0 or args.control % 2:
         p.error("--control must be even and not negative")
-    check_environment()
     cpu = None if args.unpinned else 0
-    if cpu is not None and not shutil.which("taskset"):
-        raise SystemExit("bench: taskset (util-linux) is not installed")
+    check_environment(taskset=cpu is not None)
     guard()
 
     tmp = Path(tempfile.mkdtemp(prefix="gmemfs-bench-gmem-"))
@@ -214,20 +211,9 @@ def main(argv=None) -> int:
         log(f"  after unlink           {mib(rss_unlinked[0])} (peak includes rendering "
             f".state: {mib(rss_unlinked[1])})")
         return 0
-    except BenchError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        return 1
     finally:
-        srv.stop()
-        if not os.path.ismount(srv.mnt):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"bench: the mount {srv.mnt} could not be removed", file=sys.stderr)
+        finish(tmp, [srv])
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("bench: interrupted; mount removed", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -28,9 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,131 +35,50 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-C_DIR = HERE / "c"
-INCLUDE_DIR = ROOT / "ioctl_abi"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (BenchServer, build, check_environment, finish,  # noqa: E402
+                     guard, log, parse_results, run_client, run_main, taskset)
+from gmemfs import mountctl  # noqa: E402
 
 DESIGNS = ("C", "gmemfs")                  # C = bench/c/minimal_server.c
 PLACEMENTS = ("pinned", "unpinned")
-TASKSET = ["taskset", "-c", "0"]
 TARGET_RATIO = 1.3                         # gmemfs / C, pinned median
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 # ------------------------------------------------------------------ build --
 
-def build(out: Path) -> tuple[Path, Path]:
-    if not shutil.which("gcc"):
-        raise SystemExit("bench: gcc is not installed")
+def build_all(out: Path) -> tuple[Path, Path]:
     try:
         fuse = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], check=True,
                               capture_output=True, text=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         raise SystemExit("bench: pkg-config fuse3 failed (install libfuse3-dev and pkg-config)")
-    base = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(INCLUDE_DIR)]
-    client, server = out / "ioctl_client", out / "minimal_server"
-    for cmd in (base + ["-o", str(client), str(C_DIR / "ioctl_client.c")],
-                base + ["-o", str(server), str(C_DIR / "minimal_server.c")] + fuse):
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode:
-            raise SystemExit(f"bench: build failed: {' '.join(cmd)}\n{r.stderr}")
-    return client, server
+    return build(out, "ioctl_client"), build(out, "minimal_server", fuse)
 
 
 # ----------------------------------------------------------------- mounts --
 
-class Server:
+class Server(BenchServer):
     def __init__(self, design: str, placement: str, mnt: Path, log_path: Path, argv: list[str]):
+        super().__init__(argv, mnt, log_path, 0 if placement == "pinned" else None,
+                         name=f"{design}/{placement}", stop_timeout=10.0)
         self.design, self.placement = design, placement
-        self.mnt, self.log_path = mnt, log_path
-        self.argv = (TASKSET if placement == "pinned" else []) + argv
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def iommu(self) -> str:
-        return str(self.mnt / "iommu")
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.mnt.mkdir(parents=True, exist_ok=True)
-        logf = open(self.log_path, "wb")
-        # own session: a Ctrl-C reaches only us, and we unmount in order
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                     stdout=logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        logf.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} server exited ({self.proc.returncode}):\n"
-                                   + self.log_tail())
-            if os.path.ismount(self.mnt):
-                try:
-                    os.stat(self.iommu)      # INIT answered, lookup works
-                    return
-                except OSError:
-                    pass
-            time.sleep(0.02)
-        raise RuntimeError(f"{self.name} did not mount within {timeout:.0f} s:\n"
-                           + self.log_tail())
-
-    @property
-    def name(self) -> str:
-        return f"{self.design}/{self.placement}"
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if os.path.ismount(self.mnt):
-            subprocess.call(["fusermount3", "-u", str(self.mnt)], stderr=subprocess.DEVNULL)
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if os.path.ismount(self.mnt):
-            subprocess.call(["fusermount3", "-uz", str(self.mnt)], stderr=subprocess.DEVNULL)
 
 
 # ----------------------------------------------------------------- client --
 
-RESULT_RE = re.compile(r"^RESULT (.*)$", re.M)
-
-
-def parse_results(text: str) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for m in RESULT_RE.finditer(text):
-        kv = dict(f.split("=", 1) for f in m.group(1).split())
-        what = kv.pop("what")
-        kv.pop("mode", None)
-        out[what] = {k: float(v) for k, v in kv.items()}
-    return out
-
-
-def run_client(client: Path, srv: Server, mode: str, ops: int, warmup: int) -> dict:
-    argv = [str(client), srv.iommu, "-n", str(ops), "-w", str(warmup), "-m", mode]
-    if srv.placement == "pinned":
-        argv = TASKSET + argv
+def run_ioctl_client(client: Path, srv: Server, mode: str, ops: int, warmup: int) -> dict:
+    argv = taskset(srv.cpu) + [str(client), srv.iommu, "-n", str(ops), "-w", str(warmup),
+                               "-m", mode]
     n_ioctls = (ops + warmup) * (2 if mode == "pair" else 1)
     timeout = 120 + n_ioctls * 1e-3            # 1 ms per ioctl: something is broken
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"client against {srv.name} ({mode}) timed out after {timeout:.0f} s")
-    if r.returncode:
-        raise RuntimeError(f"client against {srv.name} ({mode}) failed ({r.returncode}):\n"
-                           f"{r.stdout}{r.stderr}\nserver log:\n{srv.log_tail()}")
-    if srv.proc.poll() is not None:
-        raise RuntimeError(f"{srv.name} server died during the run:\n{srv.log_tail()}")
-    return parse_results(r.stdout)
+    out = run_client(argv, f"client against {srv.name} ({mode})", srv, timeout)
+    res: dict[str, dict[str, float]] = {}
+    for kv in parse_results(out):
+        what = kv.pop("what")
+        kv.pop("mode", None)
+        res[what] = {k: float(v) for k, v in kv.items()}
+    return res
 
 
 # ------------------------------------------------------------------ table --
@@ -217,14 +133,6 @@ def print_table(results, modes, ops, rounds) -> list[dict]:
 
 # ------------------------------------------------------------------- main --
 
-def check_gmemfs_importable() -> None:
-    r = subprocess.run([sys.executable, "-c", "import trio, gmemfs.fuse_ll, iommufd_emu.dispatch"],
-                       cwd=ROOT, capture_output=True, text=True)
-    if r.returncode:
-        raise SystemExit(f"bench: {sys.executable} cannot import gmemfs (run it with the venv's "
-                         f"python, or use ./run bench):\n{r.stderr[-2000:]}")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ops", type=int, default=200000,
@@ -241,27 +149,17 @@ def main(argv=None) -> int:
         p.error("--modes: pair and/or enoent")
     if args.ops <= 0 or args.rounds <= 0 or args.warmup < 0:
         p.error("--ops and --rounds must be positive, --warmup not negative")
-    if os.geteuid() != 0 and not shutil.which("fusermount3"):
-        raise SystemExit("bench: needs root or fusermount3 to mount FUSE")
-    if not shutil.which("taskset"):
-        raise SystemExit("bench: taskset (util-linux) is not installed")
-    check_gmemfs_importable()
-
-    # SIGTERM / SIGHUP unwind like Ctrl-C, so the finally below unmounts
-    def _raise(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, _raise)
+    check_environment(taskset=True)
+    guard()
 
     tmp = Path(tempfile.mkdtemp(prefix="gmemfs-bench-ioctl-"))
     servers: dict[tuple[str, str], Server] = {}
     try:
-        client, cserver = build(tmp)
+        client, cserver = build_all(tmp)
         for pl in PLACEMENTS:
             for d in DESIGNS:
                 mnt, lg = tmp / f"mnt-{d}-{pl}", tmp / f"{d}-{pl}.log"
-                cmd = ([str(cserver), str(mnt)] if d == "C" else
-                       [sys.executable, "-m", "gmemfs", "mount", str(mnt), "-f"])
+                cmd = [str(cserver), str(mnt)] if d == "C" else mountctl.gmemfs_argv(mnt)
                 srv = servers[(d, pl)] = Server(d, pl, mnt, lg, cmd)
                 srv.start()
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -275,7 +173,8 @@ def main(argv=None) -> int:
                 for pl in PLACEMENTS:
                     for d in order:
                         t0 = time.monotonic()
-                        res = run_client(client, servers[(d, pl)], mode, args.ops, args.warmup)
+                        res = run_ioctl_client(client, servers[(d, pl)], mode, args.ops,
+                                               args.warmup)
                         results.setdefault((mode, d, pl), []).append(res)
                         a = res["all"]
                         log(f"  round {rnd + 1} {mode:<6} {pl:<8} {d:<6} median "
@@ -287,21 +186,9 @@ def main(argv=None) -> int:
                 json.dump({"bench": "ioctl_roundtrip", "cpus": os.cpu_count(),
                            "loadavg": os.getloadavg(), "rows": rows}, f, indent=1)
         return 0
-    except RuntimeError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        return 1
     finally:
-        for srv in servers.values():
-            srv.stop()
-        if not any(os.path.ismount(s.mnt) for s in servers.values()):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"bench: a mount under {tmp} could not be removed", file=sys.stderr)
+        finish(tmp, list(servers.values()))
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("bench: interrupted; mounts removed", file=sys.stderr)
-        sys.exit(130)
+    run_main(main, "mounts")

@@ -46,15 +46,14 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (BenchError, GmemfsMount, build, check_environment, guard, log,  # noqa: E402
-                     mib, parse_results, run_client, taskset)
+from _common import (GmemfsMount, build, check_environment, finish,  # noqa: E402
+                     guard, log, mib, parse_results, run_client, run_main, taskset)
 
 TiB, GiB = 1 << 40, 1 << 30
 
@@ -120,10 +119,8 @@ def main(argv=None) -> int:
     variants = [v for v in args.variants.split(",") if v]
     if not variants or any(v not in ("nodomain", "domain", "gmem") for v in variants):
         p.error("--variants: nodomain, domain and/or gmem")
-    check_environment()
     cpu = None if args.unpinned else 0
-    if cpu is not None and not shutil.which("taskset"):
-        raise SystemExit("bench: taskset (util-linux) is not installed")
+    check_environment(taskset=cpu is not None)
     guard()
 
     nofile = nofile_for(levels)
@@ -256,20 +253,9 @@ def main(argv=None) -> int:
                     log(f"server RSS, {label:<26} {mib(rss[stage][0])} "
                         f"(peak {mib(rss[stage][1])})")
         return 0
-    except BenchError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        return 1
     finally:
-        srv.stop()
-        if not os.path.ismount(srv.mnt):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"bench: the mount {srv.mnt} could not be removed", file=sys.stderr)
+        finish(tmp, [srv])
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("bench: interrupted; mount removed", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)
