@@ -59,31 +59,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "gmemfs_uapi.h"
 
 #define PAGE 4096ull
 #define PUNCH_MODE (GMEMFS_FALLOC_FL_PUNCH_HOLE | GMEMFS_FALLOC_FL_KEEP_SIZE)
 
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 
-static uint64_t rnd(void)		/* xorshift64* */
+static uint64_t rnd(void)
 {
-	uint64_t x = rng_state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545F4914F6CDD1Dull;
+	return xorshift64s(&rng_state);
 }
 
 static void die(const char *what, int e)
@@ -117,35 +105,12 @@ static int check_ext(int kvm)
 
 static void rss(int pid, const char *stage)
 {
-	char path[64], line[256];
-	long rss_kib = -1, hwm_kib = -1;
-	if (pid <= 0)
-		return;
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "VmRSS:", 6))
-			rss_kib = strtol(line + 6, NULL, 10);
-		else if (!strncmp(line, "VmHWM:", 6))
-			hwm_kib = strtol(line + 6, NULL, 10);
-	}
-	fclose(f);
-	printf("server RSS %-12s %8.1f MiB (peak %.1f MiB)\n", stage, rss_kib / 1024.0,
-	       hwm_kib / 1024.0);
-	printf("RESULT what=rss stage=%s rss_kib=%ld hwm_kib=%ld\n", stage, rss_kib, hwm_kib);
-	fflush(stdout);
+	report_rss(pid, stage, "", 12);
 }
 
 struct rec {
 	uint32_t kind, runs, op_ns, base_ns;
 };
-
-static uint32_t clamp_ns(uint64_t ns)
-{
-	return ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
-}
 
 int main(int argc, char **argv)
 {

@@ -31,40 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "gmemfs_uapi.h"
-
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* value at quantile q (0..1) of a sorted array, nearest rank */
-static double quant_us(const uint32_t *s, size_t n, double q)
-{
-	size_t i = (size_t)(q * (double)n);
-	if (i >= n)
-		i = n - 1;
-	return s[i] / 1000.0;
-}
 
 static void report(const char *mode, const char *what, uint32_t *s, size_t n)
 {
-	uint64_t sum = 0;
-	for (size_t i = 0; i < n; i++)
-		sum += s[i];
-	double mean_us = (double)sum / 1000.0 / (double)n;
-	qsort(s, n, sizeof(*s), cmp_u32);
+	double mean_us = (double)sum_and_sort(s, n) / 1000.0 / (double)n;
 	double med = quant_us(s, n, 0.5), p90 = quant_us(s, n, 0.90);
 	double p99 = quant_us(s, n, 0.99), p999 = quant_us(s, n, 0.999);
 	double mn = s[0] / 1000.0, mx = s[n - 1] / 1000.0;

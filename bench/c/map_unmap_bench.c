@@ -48,9 +48,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "gmemfs_uapi.h"
 
 #define PAGE 4096ull
@@ -59,23 +59,11 @@
 
 static int server_pid;
 
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t rng_state = 0x853C49E6748FEA9Bull;
 
 static uint64_t rnd(void)
 {
-	uint64_t x = rng_state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545F4914F6CDD1Dull;
+	return xorshift64s(&rng_state);
 }
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -93,25 +81,7 @@ static void fail(const char *fmt, ...)
 
 static void rss(const char *stage)
 {
-	char path[64], line[256];
-	long rss_kib = -1, hwm_kib = -1;
-	if (server_pid <= 0)
-		return;
-	snprintf(path, sizeof(path), "/proc/%d/status", server_pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "VmRSS:", 6))
-			rss_kib = strtol(line + 6, NULL, 10);
-		else if (!strncmp(line, "VmHWM:", 6))
-			hwm_kib = strtol(line + 6, NULL, 10);
-	}
-	fclose(f);
-	printf("  server RSS %-28s %8.1f MiB (peak %.1f MiB)\n", stage, rss_kib / 1024.0,
-	       hwm_kib / 1024.0);
-	printf("RESULT what=rss stage=%s rss_kib=%ld hwm_kib=%ld\n", stage, rss_kib, hwm_kib);
-	fflush(stdout);
+	report_rss(server_pid, stage, "  ", 28);
 }
 
 static uint32_t ioas_alloc(int fd)
@@ -171,12 +141,6 @@ static void baseline(int fd)
 		fail("IOMMU_DESTROY of a missing id did not give ENOENT");
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 struct st {
 	double med, mean, p90, min;
 };
@@ -184,14 +148,11 @@ struct st {
 static struct st stat_of(uint32_t *s, size_t n)
 {
 	struct st r = { 0, 0, 0, 0 };
-	uint64_t sum = 0;
 	if (!n)
 		return r;
-	for (size_t i = 0; i < n; i++)
-		sum += s[i];
-	qsort(s, n, sizeof(*s), cmp_u32);
-	r.med = s[n / 2] / 1e3;
-	r.p90 = s[(size_t)(0.9 * (double)n)] / 1e3;
+	uint64_t sum = sum_and_sort(s, n);
+	r.med = quant_us(s, n, 0.5);
+	r.p90 = quant_us(s, n, 0.9);
 	r.min = s[0] / 1e3;
 	r.mean = (double)sum / 1e3 / (double)n;
 	return r;
@@ -204,11 +165,6 @@ static void report(const char *tag, const char *what, uint32_t *s, size_t n)
 	       r.med, r.mean, r.p90, r.min, n);
 	printf("RESULT what=op %s op=%s n=%zu median_us=%.3f mean_us=%.3f p90_us=%.3f min_us=%.3f\n",
 	       tag, what, n, r.med, r.mean, r.p90, r.min);
-}
-
-static uint32_t ns32(uint64_t ns)
-{
-	return ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
 }
 
 /* ------------------------------------------------------------------ areas */
@@ -322,10 +278,10 @@ static int run_areas(const char *mnt, const char *levels, int domain, long ops, 
 				     e ? strerror(e) : "ok", len);
 			baseline(fd);
 			f = now_ns();
-			smap[i] = ns32(b - a);
-			sbase[2 * i] = ns32(c - b);
-			sunmap[i] = ns32(d - c);
-			sbase[2 * i + 1] = ns32(f - d);
+			smap[i] = clamp_ns(b - a);
+			sbase[2 * i] = clamp_ns(c - b);
+			sunmap[i] = clamp_ns(d - c);
+			sbase[2 * i + 1] = clamp_ns(f - d);
 		}
 		report(tag, "MAP_FILE", smap, ops);
 		report(tag, "UNMAP", sunmap, ops);
@@ -413,8 +369,8 @@ static void big_vs_small(int fd, uint32_t ioas, int gfd, uint64_t big, uint64_t 
 			if (e || len != length)
 				fail("UNMAP of the guest_memfd area: %s (length %#" PRIx64 ")",
 				     e ? strerror(e) : "ok", len);
-			s[isbig ? 0 : 2][i] = ns32(b - a);
-			s[isbig ? 1 : 3][i] = ns32(c - b);
+			s[isbig ? 0 : 2][i] = clamp_ns(b - a);
+			s[isbig ? 1 : 3][i] = clamp_ns(c - b);
 		}
 	}
 	char t[128];
