@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import itertools
 
+import pytest
+
 _pids = itertools.count(4000)
 _file_ids = itertools.count(1)
 
@@ -191,7 +193,8 @@ class IommufdHarness:
     ARG = 0x10000
     SCRATCH = 0x20000          # 64 KiB of scratch for arrays / bitmaps
 
-    def __init__(self, caller: FakeCaller | None = None, options=None, system=None):
+    def __init__(self, caller: FakeCaller | None = None, options=None, system=None,
+                 regions=()):
         import iommufd_emu
         from iommufd_emu.pages import System
         self.system = system or System()
@@ -200,8 +203,17 @@ class IommufdHarness:
         self.caller = caller or FakeCaller()
         self.caller.mmap(self.ARG, 0x1000)
         self.caller.mmap(self.SCRATCH, 0x10000)
+        for base, size in regions:          # the test's user buffers: (base, size), ...
+            self.caller.mmap(base, size)
         self.ctx = iommufd_emu.Context(opts)
         self.last_ret = None
+
+    # ``with IommufdHarness(...) as h:`` closes the context at the end
+    def __enter__(self) -> "IommufdHarness":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ctx.close()
 
     def raw(self, cmd: int, data: bytes, arg: int | None = None, caller=None) -> int:
         from iommufd_emu import dispatch
@@ -269,3 +281,10 @@ class IommufdHarness:
                               mock_domain_flags={"dev_flags": dev_flags})
             m = r.mock_domain_flags
         return m.out_stdev_id, m.out_hwpt_id, m.out_idev_id
+
+
+def errno_of(fn, *a, **kw) -> int:
+    """The errno of the OSError that ``fn(*a, **kw)`` must raise."""
+    with pytest.raises(OSError) as ei:
+        fn(*a, **kw)
+    return ei.value.errno

@@ -6,20 +6,13 @@ import pytest
 
 import ioctl_abi as A
 from iommufd_emu import dispatch
-from fakes import FakeCaller, IommufdHarness
+from fakes import FakeCaller, IommufdHarness, errno_of
 
 
 @pytest.fixture
 def h():
-    hh = IommufdHarness()
-    yield hh
-    hh.ctx.close()
-
-
-def errno_of(fn, *a, **kw):
-    with pytest.raises(OSError) as ei:
-        fn(*a, **kw)
-    return ei.value.errno
+    with IommufdHarness() as hh:
+        yield hh
 
 
 # The spec's table: (command, struct, kernel size, min size).

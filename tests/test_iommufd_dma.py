@@ -6,7 +6,7 @@ import errno
 import pytest
 
 import ioctl_abi as A
-from fakes import FakeCaller, FakeFileRef, IommufdHarness
+from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E
 from gmemfs.gmem import (GuestMemfd, GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED,
                          FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE)
 from iommufd_emu import dma
@@ -19,17 +19,8 @@ DBUF = 0x60000000          # caller buffer for DMA data
 
 @pytest.fixture
 def h():
-    hh = IommufdHarness()
-    hh.caller.mmap(BUF, BUFSZ)
-    hh.caller.mmap(DBUF, 0x100000)
-    yield hh
-    hh.ctx.close()
-
-
-def E(fn, *a, **kw):
-    with pytest.raises(OSError) as ei:
-        fn(*a, **kw)
-    return ei.value.errno
+    with IommufdHarness(regions=[(BUF, BUFSZ), (DBUF, 0x100000)]) as hh:
+        yield hh
 
 
 def do_dma(h, dev, iova, length, write=False, uptr=DBUF, pasid=0, flags=None):

@@ -6,7 +6,7 @@ import errno
 import pytest
 
 import ioctl_abi as A
-from fakes import FakeCaller, FakeFileRef, IommufdHarness
+from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E
 
 PS = 4096
 U64 = (1 << 64) - 1
@@ -18,16 +18,8 @@ BUFSZ = 0x400000          # 4 MiB
 
 @pytest.fixture
 def h():
-    hh = IommufdHarness()
-    hh.caller.mmap(BUF, BUFSZ)
-    yield hh
-    hh.ctx.close()
-
-
-def E(fn, *a, **kw):
-    with pytest.raises(OSError) as ei:
-        fn(*a, **kw)
-    return ei.value.errno
+    with IommufdHarness(regions=[(BUF, BUFSZ)]) as hh:
+        yield hh
 
 
 def ioas_obj(h, i):

@@ -5,7 +5,7 @@ import errno
 import pytest
 
 import ioctl_abi as A
-from fakes import FakeCaller, FakeFileRef, IommufdHarness
+from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E
 
 PS = 4096
 U64 = (1 << 64) - 1
@@ -17,16 +17,8 @@ AP = 0x1000000
 
 @pytest.fixture
 def h():
-    hh = IommufdHarness()
-    hh.caller.mmap(BUF, BUFSZ)
-    yield hh
-    hh.ctx.close()
-
-
-def E(fn, *a, **kw):
-    with pytest.raises(OSError) as ei:
-        fn(*a, **kw)
-    return ei.value.errno
+    with IommufdHarness(regions=[(BUF, BUFSZ)]) as hh:
+        yield hh
 
 
 def hwpt_alloc(h, dev_id, pt_id, flags=0, data=None, data_type=None, **kw):
