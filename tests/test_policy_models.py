@@ -326,8 +326,13 @@ def expected_mirror(cc, g, iova, length, g0):
         for a, b, st in runs:
             if half is None or half == st:
                 out.append((a, b, SMALL, st))
+    return merge_rows(out)
+
+
+def merge_rows(rows):
+    """Rows (start, end, size, kind) with adjacent runs of one size and kind joined."""
     merged = []
-    for row in out:
+    for row in rows:
         if merged and merged[-1][1] == row[0] and merged[-1][2:] == row[2:]:
             merged[-1] = (merged[-1][0], row[1]) + row[2:]
         else:
@@ -336,14 +341,7 @@ def expected_mirror(cc, g, iova, length, g0):
 
 
 def actual_rows(t):
-    merged = []
-    for a, b, v in t.runs():
-        row = (a, b, v.size, v.kind)
-        if merged and merged[-1][1] == a and merged[-1][2:] == row[2:]:
-            merged[-1] = (merged[-1][0], b) + row[2:]
-        else:
-            merged.append(row)
-    return merged
+    return merge_rows((a, b, v.size, v.kind) for a, b, v in t.runs())
 
 
 def random_op(rnd, g):

@@ -22,12 +22,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
     run_state_machine_as_test
 
 import ioctl_abi as A
-from fakes import FakeFileRef, IommufdHarness
-from gmemfs.gmem import (GuestMemfd, GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED,
-                         FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE)
+from gmemfs.gmem import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_MEMORY_ATTRIBUTE_PRIVATE
 from iommufd_emu import dma, policy
-from iommufd_emu.events import EventLog
-from test_policy_models import actual_rows, expected_mirror
+from test_policy_models import Rig, actual_rows, expected_mirror, merge_rows
 
 PS = 4096
 NPAGES = 1024                     # a 4 MiB guest_memfd: two 2 MiB windows
@@ -43,24 +40,17 @@ def machine_for(pol, plat, strict):
     class PolicySafety(RuleBasedStateMachine):
         def __init__(self):
             super().__init__()
-            self.log = EventLog(plat, pol)
-            self.h = IommufdHarness(options={"platform": plat, "policy": pol,
-                                             "strict": strict, "events": self.log})
-            self.h.caller.mmap(0x60000000, PS)
-            self.cc = self.h.ctx.cc
-            self.g = GuestMemfd.create(NPAGES * PS, GUEST_MEMFD_FLAG_MMAP |
-                                       GUEST_MEMFD_FLAG_INIT_SHARED)
-            self.g.name = "g"
-            self.ioas = self.h.ioas_alloc()
-            _, _, self.idev = self.h.mock_domain(self.ioas)
+            # the set-up of test_policy_models: events, harness, MMAP|INIT_SHARED
+            # guest_memfd, an IOAS with a mock domain, the gmem fd in the caller
+            r = self.rig = Rig(plat, pol, strict, size=NPAGES * PS)
+            self.log, self.h, self.cc, self.g = r.log, r.h, r.cc, r.g
+            self.ioas, self.idev, self.fd = r.ioas, r.idev, r.fd
             self.dev = self.h.ctx.lookup(self.idev)
-            self.fd = self.h.caller.add_fd(FakeFileRef("gmem", gmem=self.g))
             self.areas = {}           # iova -> (gmem offset, length, punch counter at map)
             self.n = 0
 
         def teardown(self):
-            self.h.ctx.close()
-            self.g.close()
+            self.rig.close()
 
         def iova_of(self, off, shared):
             b = self.cc.shared_bit
@@ -165,13 +155,7 @@ def machine_for(pol, plat, strict):
                 for iova in sorted(self.areas):
                     off, ln, _ = self.areas[iova]
                     want += expected_mirror(self.cc, self.g, iova, ln, off)
-                merged = []
-                for row in want:
-                    if merged and merged[-1][1] == row[0] and merged[-1][2:] == row[2:]:
-                        merged[-1] = (merged[-1][0], row[1]) + row[2:]
-                    else:
-                        merged.append(row)
-                assert actual_rows(st_.iopt) == merged
+                assert actual_rows(st_.iopt) == merge_rows(want)
 
     PolicySafety.__name__ = f"PolicySafety_{pol}_{plat}{'_strict' if strict else ''}"
     return PolicySafety
