@@ -586,15 +586,7 @@ def h_map(ctx, cmd, ucmd):
     pages = UserPages(ctx.system, uva, length, writable,
                       make_account(ctx, caller), mem)
     pages.owns_mem = True
-    try:
-        iova = ioas.map_pages([(pages, uva - pages.start, length)], length,
-                              cmd.iova, bool(flags & IOMMU_IOAS_MAP_FIXED_IOVA),
-                              bool(flags & IOMMU_IOAS_MAP_READABLE), writable)
-    except BaseException:
-        if pages.refs == 0:
-            pages.free()
-        raise
-    cmd.iova = iova
+    cmd.iova = _map_new_pages(ioas, cmd, pages, uva - pages.start, length)
     ucmd.respond()
     return 0
 
@@ -624,19 +616,28 @@ def h_map_file(ctx, cmd, ucmd):
     except BaseException:
         ref.close()
         raise
-    try:
-        iova = ioas.map_pages([(pages, start - pages.start, length)], length,
-                              cmd.iova, bool(flags & IOMMU_IOAS_MAP_FIXED_IOVA),
-                              bool(flags & IOMMU_IOAS_MAP_READABLE), writable)
-    except BaseException:
-        if pages.refs == 0:
-            pages.free()
-        raise
+    iova = _map_new_pages(ioas, cmd, pages, start - pages.start, length)
     if pages.gmem is not None:
         _subscribe_gmem(ctx, pages)
     cmd.iova = iova
     ucmd.respond()
     return 0
+
+
+def _map_new_pages(ioas, cmd, pages, offset: int, length: int) -> int:
+    """MAP / MAP_FILE: ``length`` bytes of a new pages object from ``offset``
+    as one area at ``cmd.iova`` with ``cmd.flags``; returns the IOVA. A pages
+    object that no area took is freed."""
+    flags = cmd.flags
+    try:
+        return ioas.map_pages([(pages, offset, length)], length, cmd.iova,
+                              bool(flags & IOMMU_IOAS_MAP_FIXED_IOVA),
+                              bool(flags & IOMMU_IOAS_MAP_READABLE),
+                              bool(flags & IOMMU_IOAS_MAP_WRITEABLE))
+    except BaseException:
+        if pages.refs == 0:
+            pages.free()
+        raise
 
 
 def _gmem_map_mode(ctx, ioas, ref) -> str:
