@@ -69,6 +69,20 @@ def align_up(x: int, a: int) -> int:
     return (x + a - 1) // a * a
 
 
+def _hold_all(areas) -> None:
+    """Hold (pin) every area, or none: on a failure the areas already held
+    are released again."""
+    done = []
+    try:
+        for a in areas:
+            a.hold()
+            done.append(a)
+    except BaseException:
+        for a in done:
+            a.release()
+        raise
+
+
 @dataclass
 class Reserved:
     start: int
@@ -363,15 +377,7 @@ class Ioas(IommufdObject):
             cur += plen
         gmem_policy.check_map(self, new)
         if self.domains:
-            done = []
-            try:
-                for a in new:
-                    a.hold()
-                    done.append(a)
-            except BaseException:
-                for a in done:
-                    a.release()
-                raise
+            _hold_all(new)
         for a in new:
             self.areas[a.iova] = a
             a.pages.refs += 1
@@ -451,15 +457,7 @@ class Ioas(IommufdObject):
             if ap_last != ULONG_MAX:
                 self.add_reserved(ap_last + 1, ULONG_MAX, dom)
             if not self.domains:
-                done = []
-                try:
-                    for a in self.areas.values():
-                        a.hold()
-                        done.append(a)
-                except BaseException:
-                    for a in done:
-                        a.release()
-                    raise
+                _hold_all(self.areas.values())
         except BaseException:
             self.remove_reserved(dom)
             raise
