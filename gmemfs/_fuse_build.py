@@ -445,17 +445,25 @@ static void fill_stat(struct stat *st, fuse_ino_t ino, uint32_t mode, uint32_t n
     st->st_atim = st->st_mtim;
 }
 
+static void fill_entry(struct fuse_entry_param *e, fuse_ino_t ino, uint32_t mode, uint32_t nlink,
+                       int64_t size, uint32_t uid, uint32_t gid, uint32_t blksize,
+                       int64_t mtime_ns, double attr_timeout, double entry_timeout)
+{
+    memset(e, 0, sizeof(*e));
+    e->ino = ino;
+    e->generation = 1;
+    e->attr_timeout = attr_timeout;
+    e->entry_timeout = entry_timeout;
+    fill_stat(&e->attr, ino, mode, nlink, size, uid, gid, blksize, mtime_ns);
+}
+
 int gmemfs_reply_entry(fuse_req_t req, fuse_ino_t ino, uint32_t mode, uint32_t nlink, int64_t size,
                        uint32_t uid, uint32_t gid, uint32_t blksize, int64_t mtime_ns,
                        double attr_timeout, double entry_timeout)
 {
     struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.ino = ino;
-    e.generation = 1;
-    e.attr_timeout = attr_timeout;
-    e.entry_timeout = entry_timeout;
-    fill_stat(&e.attr, ino, mode, nlink, size, uid, gid, blksize, mtime_ns);
+    fill_entry(&e, ino, mode, nlink, size, uid, gid, blksize, mtime_ns, attr_timeout,
+               entry_timeout);
     return fuse_reply_entry(req, &e);
 }
 
@@ -464,12 +472,8 @@ int gmemfs_reply_create(fuse_req_t req, fuse_ino_t ino, uint32_t mode, uint32_t 
                         double attr_timeout, double entry_timeout, struct fuse_file_info *fi)
 {
     struct fuse_entry_param e;
-    memset(&e, 0, sizeof(e));
-    e.ino = ino;
-    e.generation = 1;
-    e.attr_timeout = attr_timeout;
-    e.entry_timeout = entry_timeout;
-    fill_stat(&e.attr, ino, mode, nlink, size, uid, gid, blksize, mtime_ns);
+    fill_entry(&e, ino, mode, nlink, size, uid, gid, blksize, mtime_ns, attr_timeout,
+               entry_timeout);
     return fuse_reply_create(req, &e, fi);
 }
 
@@ -514,12 +518,7 @@ size_t gmemfs_add_direntry(fuse_req_t req, char *buf, size_t bufsize, const char
 {
     if (plus) {
         struct fuse_entry_param e;
-        memset(&e, 0, sizeof(e));
-        e.ino = ino;
-        e.generation = 1;
-        e.attr_timeout = timeout;
-        e.entry_timeout = timeout;
-        fill_stat(&e.attr, ino, mode, nlink, size, uid, gid, blksize, 0);
+        fill_entry(&e, ino, mode, nlink, size, uid, gid, blksize, 0, timeout, timeout);
         return fuse_add_direntry_plus(req, buf, bufsize, name, &e, off);
     }
     struct stat st;
