@@ -133,7 +133,7 @@ void gmemfs_fi_set(struct fuse_file_info *fi, int direct_io, int keep_cache, int
 size_t gmemfs_add_direntry(fuse_req_t req, char *buf, size_t bufsize, const char *name,
                            fuse_ino_t ino, uint32_t mode, int64_t off, int plus,
                            int64_t size, uint32_t nlink, uint32_t uid, uint32_t gid,
-                           uint32_t blksize, double timeout);
+                           uint32_t blksize, int64_t mtime_ns, double timeout);
 
 /* ---- notifications ---- */
 int fuse_lowlevel_notify_poll(struct fuse_pollhandle *ph);
@@ -319,6 +319,7 @@ static const struct fuse_lowlevel_ops gmemfs_ops = {
     .poll = py_poll,
     .retrieve_reply = c_retrieve_reply,
     .fallocate = c_fallocate,
+    .readdirplus = c_readdirplus,
 };
 
 struct fuse_session *gmemfs_session_new(int argc, char **argv)
@@ -514,11 +515,11 @@ void gmemfs_fi_set(struct fuse_file_info *fi, int direct_io, int keep_cache, int
 size_t gmemfs_add_direntry(fuse_req_t req, char *buf, size_t bufsize, const char *name,
                            fuse_ino_t ino, uint32_t mode, int64_t off, int plus, int64_t size,
                            uint32_t nlink, uint32_t uid, uint32_t gid, uint32_t blksize,
-                           double timeout)
+                           int64_t mtime_ns, double timeout)
 {
     if (plus) {
         struct fuse_entry_param e;
-        fill_entry(&e, ino, mode, nlink, size, uid, gid, blksize, 0, timeout, timeout);
+        fill_entry(&e, ino, mode, nlink, size, uid, gid, blksize, mtime_ns, timeout, timeout);
         return fuse_add_direntry_plus(req, buf, bufsize, name, &e, off);
     }
     struct stat st;

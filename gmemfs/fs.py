@@ -589,9 +589,14 @@ class GmemFS:
             for name in list(self.gmem_dir.children):
                 if name not in node.children:
                     self._state_gmem_node(name)
+        children = sorted(node.children.items())
         entries = [(".", node.attr()), ("..", node.attr())]
-        entries += [(name, child.attr()) for name, child in sorted(node.children.items())]
-        F.reply_readdir(req, entries, size, off, plus)
+        entries += [(name, child.attr()) for name, child in children]
+        sent_to = F.reply_readdir(req, entries, size, off, plus)
+        if plus:
+            # the kernel took a lookup reference on every entry it got but . and ..
+            for _, child in children[max(off - 2, 0):max(sent_to - 2, 0)]:
+                child.nlookup += 1
 
     def statfs(self, req, ino: int):
         F.reply_statfs(req, blocks=0, bfree=0, files=len(self.inodes), ffree=1 << 20)

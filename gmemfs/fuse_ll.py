@@ -91,19 +91,23 @@ def reply_statfs(req, blocks=0, bfree=0, files=0, ffree=0, bsize=4096, namemax=2
     lib.gmemfs_reply_statfs(req, blocks, bfree, files, ffree, bsize, namemax)
 
 
-def reply_readdir(req, entries, size: int, off: int, plus: bool) -> None:
-    """entries: list of (name, attr) in a stable order; ``off`` is the index to start at."""
+def reply_readdir(req, entries, size: int, off: int, plus: bool) -> int:
+    """entries: list of (name, attr) in a stable order; ``off`` is the index to
+    start at. Returns the index after the last entry sent (readdirplus: the
+    kernel now holds one more lookup of each sent entry but "." and "..")."""
     buf = ffi.new("char[]", size) if size else ffi.NULL
     pos = 0
     for idx in range(off, len(entries)):
         name, a = entries[idx]
         need = lib.gmemfs_add_direntry(req, buf + pos, size - pos, name.encode(), a.ino, a.mode,
                                        idx + 1, plus, a.size, a.nlink, a.uid, a.gid, a.blksize,
-                                       1.0)
+                                       a.mtime_ns, 0.0)
         if need > size - pos:
-            break
+            lib.fuse_reply_buf(req, buf, pos)
+            return idx
         pos += need
     lib.fuse_reply_buf(req, buf, pos)
+    return len(entries)
 
 
 def req_ctx(req):

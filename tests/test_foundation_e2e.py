@@ -325,3 +325,21 @@ def test_random_payloads_leave_server_alive(mount, cc):
         os.close(fd)
     assert wait_for(lambda: mount.contexts() == 0)
     assert "server bug" not in mount.log_text()
+
+
+def test_directory_listing_and_attributes(mount):
+    """readdir(plus) lists the fixed layout and the gmem files with their
+    attributes (mode 0100600, the guest_memfd size once created); an unlinked
+    name is gone from the listing."""
+    assert {".state", "gmem", "iommu", "kvm"} <= set(os.listdir(mount.path))
+    fds = [make_gmem(mount.gmem(f"g{i}"), (i + 1) << 20, 0) for i in range(3)]
+    entries = {e.name: e.stat() for e in os.scandir(mount.path / "gmem")}
+    assert sorted(entries) == ["g0", "g1", "g2"]
+    for i in range(3):
+        assert entries[f"g{i}"].st_mode == 0o100600
+        assert entries[f"g{i}"].st_size == (i + 1) << 20
+    os.unlink(mount.gmem("g1"))
+    assert sorted(os.listdir(mount.path / "gmem")) == ["g0", "g2"]
+    assert sorted(os.listdir(mount.path / ".state" / "gmem")) == ["g0", "g2"]
+    for fd in fds:
+        os.close(fd)
