@@ -307,10 +307,16 @@ def test_gmem_unlink_keeps_memory_while_open(mount):
 
 # ------------------------------------------------------------- robustness --
 
-def test_random_payloads_leave_server_alive(mount, cc):
+@pytest.mark.parametrize("opts", [(), ("policy=mirror,platform=tdx,strict",),
+                                  ("policy=none,platform=snp",)],
+                         ids=["default", "mirror-tdx-strict", "none-snp"])
+def test_random_payloads_leave_server_alive(mount_factory, cc, opts):
     """10,000 random iommufd payloads (commands ';' 0x80-0x94 and 0xa0, random
-    sizes, random bytes, bad pointers) from a C fuzzer: the server survives and
-    still answers correctly."""
+    sizes, random bytes, bad pointers, random conversions and punches of a
+    guest_memfd the payloads may map) from a C fuzzer: the server survives and
+    still answers correctly, under the default and under other policy/platform
+    models."""
+    mount = mount_factory(*opts)
     exe = cc("iommu_fuzz.c")
     out = subprocess.run([str(exe), str(mount.path), "10000", "12345"], capture_output=True,
                          text=True, timeout=600)

@@ -69,6 +69,16 @@ int main(int argc, char **argv)
 		return 1;
 	memset(ro, 0, 4096);
 
+	/* a guest_memfd the payloads can map, convert and punch (the policy and
+	   platform models see random events) */
+	char gpath[4096];
+	snprintf(gpath, sizeof(gpath), "%s/gmem/fuzz-%d", argv[1], (int)getpid());
+	int gfd = open(gpath, O_CREAT | O_RDWR, 0600);
+	struct kvm_create_guest_memfd cg = { .size = 4 << 20,
+		.flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED };
+	if (gfd < 0 || ioctl(gfd, KVM_CREATE_GUEST_MEMFD, &cg))
+		return 1;
+
 	int fds[4];
 	for (int i = 0; i < 4; i++)
 		fds[i] = open(path, O_RDWR);
@@ -79,6 +89,19 @@ int main(int argc, char **argv)
 			int k = next() % 4;
 			close(fds[k]);
 			fds[k] = open(path, O_RDWR);
+		}
+		if (next() % 20 == 0) {
+			uint64_t off = (next() % 1024) * 4096, len = 4096 * (1 + next() % 4);
+			if (next() % 2) {
+				struct kvm_memory_attributes2 a;
+				memset(&a, 0, sizeof(a));
+				a.offset = off;
+				a.size = len;
+				a.attributes = next() % 2 ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+				ioctl(gfd, KVM_SET_MEMORY_ATTRIBUTES2, &a);
+			} else if (fallocate(gfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len)) {
+				/* errors are fine; the server must answer */
+			}
 		}
 		int fd = fds[next() % 4];
 		unsigned nr = next() % 22;
@@ -114,7 +137,7 @@ int main(int argc, char **argv)
 			memcpy(buf + 4, &op, 4);
 		}
 		if (nr == 0x8f && next() % 2) {
-			int32_t f = next() % 3 ? memfd : (int32_t)(next() % 12) - 2;
+			int32_t f = next() % 3 ? (next() % 2 ? memfd : gfd) : (int32_t)(next() % 12) - 2;
 			memcpy(buf + 12, &f, 4);
 		}
 		/* pointers inside: point some u64 fields at our memory */
@@ -144,6 +167,8 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < 4; i++)
 		close(fds[i]);
+	close(gfd);
+	unlink(gpath);
 	printf("calls %ld\n", calls);
 	for (int e = 0; e < 256; e++)
 		if (hist[e])
