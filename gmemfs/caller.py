@@ -120,6 +120,33 @@ class ProcessMemory:
         except (OSError, ValueError):
             return False
 
+    def check_access(self, addr: int, size: int, write: bool) -> None:
+        """What pinning [addr, addr+size) would say: EFAULT unless every byte
+        lies in a mapping the process can read (and write, for ``write``).
+        One pass over /proc/PID/maps, however long the range."""
+        if not self.alive():
+            raise OSError(errno.EFAULT, f"process {self.pid} has exited")
+        end = addr + size
+        pos = addr
+        try:
+            with open(f"/proc/{self.pid}/maps") as f:
+                for line in f:
+                    rng, perms = line.split(None, 2)[:2]
+                    lo, hi = (int(x, 16) for x in rng.split("-"))
+                    if hi <= pos:
+                        continue
+                    if lo > pos:
+                        break                       # a hole at pos
+                    if perms[0] != "r" or (write and perms[1] != "w"):
+                        break                       # not readable / not writable
+                    pos = hi
+                    if pos >= end:
+                        return
+        except OSError:
+            pass
+        raise OSError(errno.EFAULT, f"[{pos:#x}, {end:#x}) of pid {self.pid} is not "
+                                    f"{'writable' if write else 'readable'} memory")
+
     def read(self, addr: int, size: int) -> bytes:
         if not self.alive():
             raise OSError(errno.EFAULT, f"process {self.pid} has exited")

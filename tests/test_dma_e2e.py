@@ -22,6 +22,9 @@ def test_dma_into_caller_memory_mapped_by_user_va(mount, cc):
         "dma_read": "ok",
         "dma_write": "ok",
         "dma_write_readonly_area": "fault_perm",
+        "map_readonly_writeable": "EFAULT",     # §4.6 step 9: pin for write fails
+        "map_readonly_readable": "ok",
+        "map_unmapped": "EFAULT",               # §4.6 step 9: nothing to pin
         # gmemfs cannot pin another process's pages (documented): once the
         # process unmaps them, the device faults on the backing
         "dma_after_munmap": "fault_backing",

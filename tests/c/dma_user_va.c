@@ -77,6 +77,22 @@ int main(int argc, char **argv)
 	printf("dma_write_readonly_area %s\n",
 	       rc == 1 && d.out_fault_reason == GMEMFS_DMA_FAULT_PERM ? "fault_perm" : "bad");
 
+	/* with a domain attached, MAP pins now: read-only memory mapped
+	   WRITEABLE, and unmapped memory, are EFAULT (spec §4.6 step 9) */
+	char *rop = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct iommu_ioas_map pm = { .size = sizeof(pm), .ioas_id = a.out_ioas_id,
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+		.user_va = (uintptr_t)rop, .length = 8192 };
+	rc = ioctl(fd, IOMMU_IOAS_MAP, &pm);
+	printf("map_readonly_writeable %s\n", rc ? (errno == EFAULT ? "EFAULT" : strerror(errno)) : "ok");
+	pm.flags = IOMMU_IOAS_MAP_READABLE;
+	rc = ioctl(fd, IOMMU_IOAS_MAP, &pm);
+	printf("map_readonly_readable %s\n", rc ? strerror(errno) : "ok");
+	munmap(rop, 8192);
+	pm.iova = 0;
+	rc = ioctl(fd, IOMMU_IOAS_MAP, &pm);
+	printf("map_unmapped %s\n", rc ? (errno == EFAULT ? "EFAULT" : strerror(errno)) : "ok");
+
 	/* the process unmaps its memory: the device faults on the backing */
 	munmap(mem, len);
 	rc = dma(fd, idev, m.iova + 100, buf, 4, 0, &d);
