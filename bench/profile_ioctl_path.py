@@ -241,8 +241,8 @@ def run(tid, a_alloc, a_destroy, a_missing, a_scratch, rep, n) -> int:
             timeit(lambda: fs._log_ioctl(DESTROY, tid, 0, None), n, rep))
 
         ta, td, _ = time_layer(
-            st_fs, lambda fh: F.py_ioctl(req, ino, ALLOC, arg_alloc, fi, 0, lffi.NULL, 0, 0),
-            lambda fh, i: F.py_ioctl(req, ino, DESTROY, arg_destroy[i], fi, 0, lffi.NULL, 0, 0),
+            st_fs, lambda fh: F.py_ioctl(req, ino, ALLOC, arg_alloc, fi, 0, lffi.NULL, 0, 0, lffi.NULL, -1, tid, 0, 0),
+            lambda fh, i: F.py_ioctl(req, ino, DESTROY, arg_destroy[i], fi, 0, lffi.NULL, 0, 0, lffi.NULL, -1, tid, 0, 0),
             n, rep)
         row("fuse_ll.py_ioctl IOAS_ALLOC (Python body, called from Python)", ta)
         row("fuse_ll.py_ioctl DESTROY (Python body, called from Python)", td)
