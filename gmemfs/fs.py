@@ -19,6 +19,7 @@ import time
 
 import trio
 
+import ioctl_abi as abi     # every ioctl number and struct: the one source of truth
 from gmemfs import fuse_ll as F
 from gmemfs.caller import Caller, FileRef
 
@@ -27,10 +28,6 @@ log = logging.getLogger("gmemfs.fs")
 ROOT_INO, IOMMU_INO, GMEM_DIR_INO, STATE_DIR_INO, STATE_GMEM_DIR_INO, KVM_INO = 1, 2, 3, 4, 5, 6
 FIRST_DYNAMIC_INO = 1000
 PAGE_SIZE = 4096
-
-# ioctls gmemfs answers on gmem files (from ioctl_abi; repeated here as plain
-# numbers would be a second source of truth)
-import ioctl_abi as abi  # noqa: E402
 
 POLLIN, POLLOUT = 0x1, 0x4
 
@@ -44,7 +41,6 @@ class Attr:
 
 
 class Node:
-    kind = "node"
     attr_timeout = 1.0
 
     def __init__(self, ino: int, name: str, mode: int, uid=0, gid=0):
@@ -62,20 +58,17 @@ class Node:
 
 
 class DirNode(Node):
-    kind = "dir"
-
     def __init__(self, ino, name, mode=stat.S_IFDIR | 0o755):
         super().__init__(ino, name, mode)
         self.children: dict[str, Node] = {}
 
 
 class IommuNode(Node):
-    kind = "iommu"
+    """MNT/iommu: every open is a new iommufd context."""
 
 
 class KvmNode(Node):
     """MNT/kvm: capability discovery for what gmemfs emulates (KVM_CHECK_EXTENSION)."""
-    kind = "kvm"
 
 
 # KVM_CHECK_EXTENSION answers of MNT/kvm (guest_memfd.md §1.2, v8 §6.2)
@@ -89,7 +82,6 @@ KVM_CAPS = {
 
 class StateNode(Node):
     """A read-only file whose content is rendered when it is opened."""
-    kind = "state"
     attr_timeout = 0.0
 
     def __init__(self, ino, name, render):
@@ -99,7 +91,6 @@ class StateNode(Node):
 
 class GmemNode(Node):
     """A file of MNT/gmem/. It becomes a guest_memfd with KVM_CREATE_GUEST_MEMFD."""
-    kind = "gmem"
     attr_timeout = 0.0
 
     def __init__(self, ino, name, uid, gid):
@@ -126,7 +117,6 @@ class EventsNode(StateNode):
     """MNT/.state/events: the event log as JSON lines, read as a stream (each
     open file continues where it stopped; nothing new reads 0 bytes) and
     poll()able (POLLIN when an event arrives)."""
-    kind = "events"
 
 
 class OpenFile:
@@ -167,7 +157,7 @@ class GmemFS:
         self.started_ns = time.time_ns()
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.stats = {"ioctls": 0, "ioctl_errors": 0, "contexts_opened": 0,
-                      "contexts_closed": 0, "fallocates": 0, "server_bugs": 0}
+                      "contexts_closed": 0, "fallocates": 0}
         self.root = self._add(DirNode(ROOT_INO, ""))
         self.iommu = self._add(IommuNode(IOMMU_INO, "iommu", stat.S_IFREG | 0o666), self.root)
         self.gmem_dir = self._add(DirNode(GMEM_DIR_INO, "gmem", stat.S_IFDIR | 0o777), self.root)
@@ -302,7 +292,7 @@ class GmemFS:
             "direct_io_mmap": self.direct_io_mmap,
             "cc": self.cc.context_options(),
             "host_dead": self.events.host_dead,
-            "stats": self.stats,
+            "stats": {**self.stats, "server_bugs": F.server_bugs},
         }
         return (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
 

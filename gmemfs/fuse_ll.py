@@ -118,12 +118,17 @@ def req_ctx(req):
 
 # -------------------------------------------------------------- callbacks --
 
+server_bugs = 0      # exceptions other than OSError answered EIO (MNT/.state/server.json)
+
+
 def _fail(req, e: BaseException, what: str) -> None:
+    global server_bugs
     if isinstance(e, OSError) and e.errno:
         if log.isEnabledFor(logging.DEBUG) and not getattr(e, "gmemfs_logged", False):
             log.debug("%s -> %s (%s)", what, errno.errorcode.get(e.errno, e.errno), e.strerror)
         lib.fuse_reply_err(req, e.errno)
     else:
+        server_bugs += 1
         log.exception("server bug in %s; answered EIO", what)
         lib.fuse_reply_err(req, errno.EIO)
 
