@@ -627,24 +627,15 @@ class GmemFS:
         self.stats["ioctls"] += 1
         if f.ctx is not None:
             caller = Caller(*creds, self._resolve_own) if creds else self.caller(req)
-            if cmd == abi.IOMMU_TEST_CMD and self._is_dma_op(caller, arg) and \
+            if cmd == abi.IOMMU_TEST_CMD and self._is_dma_op(caller, arg, prefetch) and \
                     any(n.cached for n in self.inodes.values() if isinstance(n, GmemNode)):
-                self.session.spawn(self._coherent_dma, req, f, cmd, arg, caller)
+                self.session.spawn(self._coherent_dma, req, f, cmd, arg, caller, prefetch)
                 return
-            try:
-                ret = self._dispatch(f.ctx, cmd, arg, caller, prefetch)
-            except OSError as e:
-                self.stats["ioctl_errors"] += 1
-                self._log_ioctl(cmd, caller.tid, e.errno, e.strerror)
-                e.gmemfs_logged = True
-                raise
-            if self._debug:
-                self._log_ioctl(cmd, caller.tid, 0, None)
-            F.reply_ioctl(req, ret or 0)
+            F.reply_ioctl(req, self._run_iommufd(f, cmd, arg, caller, prefetch))
         elif isinstance(f.node, GmemNode):
             self._gmem_ioctl(req, f, cmd, in_data, out_size)
         elif isinstance(f.node, KvmNode):
-            tid = F.req_ctx(req)[0]
+            tid = creds[0] if creds else F.req_ctx(req)[0]
             if cmd == abi.KVM_CHECK_EXTENSION:
                 val = KVM_CAPS.get(arg, 0)       # unknown caps are 0, like the kernel
                 self._log_ioctl(cmd, tid, 0, f"cap {arg} = {val}")
@@ -658,15 +649,32 @@ class GmemFS:
         else:
             raise OSError(errno.ENOTTY, "no ioctls on this node")
 
-    @staticmethod
-    def _is_dma_op(caller, arg: int) -> bool:
+    def _run_iommufd(self, f: OpenFile, cmd: int, arg: int, caller, prefetch) -> int:
+        """One iommufd ioctl through the model's dispatch table, counted and
+        logged; returns the ioctl's value or raises its OSError."""
         try:
-            op = int.from_bytes(caller.read(arg + 4, 4), "little")
-        except OSError:
-            return False     # dispatch reports the fault
-        return op == abi.GMEMFS_TEST_OP_DMA
+            ret = self._dispatch(f.ctx, cmd, arg, caller, prefetch)
+        except OSError as e:
+            self.stats["ioctl_errors"] += 1
+            self._log_ioctl(cmd, caller.tid, e.errno, e.strerror)
+            e.gmemfs_logged = True
+            raise
+        if self._debug:
+            self._log_ioctl(cmd, caller.tid, 0, None)
+        return ret or 0
 
-    async def _coherent_dma(self, req, f: OpenFile, cmd: int, arg: int, caller):
+    @staticmethod
+    def _is_dma_op(caller, arg: int, prefetch: bytes | None) -> bool:
+        if prefetch is not None and len(prefetch) >= 8:
+            op = prefetch[4:8]
+        else:
+            try:
+                op = caller.read(arg + 4, 4)
+            except OSError:
+                return False     # dispatch reports the fault
+        return int.from_bytes(op, "little") == abi.GMEMFS_TEST_OP_DMA
+
+    async def _coherent_dma(self, req, f: OpenFile, cmd: int, arg: int, caller, prefetch):
         """An emulated device DMA sees exactly what processes wrote through
         their mappings, without msync, and they see what it wrote: before the
         access, every guest_memfd page the kernel caches is written back and
@@ -677,18 +685,11 @@ class GmemFS:
             nodes = [n for n in self.inodes.values() if isinstance(n, GmemNode) and n.cached]
             for n in nodes:
                 await self.invalidate(n)
-            try:
-                ret = self._dispatch(f.ctx, cmd, arg, caller)
-            except OSError as e:
-                self.stats["ioctl_errors"] += 1
-                self._log_ioctl(cmd, caller.tid, e.errno, e.strerror)
-                e.gmemfs_logged = True
-                raise
+            ret = self._run_iommufd(f, cmd, arg, caller, prefetch)
             for n in nodes:
                 if n.cached:
                     await self.invalidate(n)
-            self._log_ioctl(cmd, caller.tid, 0, "dma")
-            F.reply_ioctl(req, ret or 0)
+            F.reply_ioctl(req, ret)
         except Exception as e:
             F._fail(req, e, "ioctl DMA")
 
