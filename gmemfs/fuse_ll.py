@@ -118,6 +118,11 @@ def req_ctx(req):
 
 # -------------------------------------------------------------- callbacks --
 
+def _str(cname) -> str:
+    """A name from the kernel (bytes, not necessarily UTF-8) as a str."""
+    return ffi.string(cname).decode(errors="surrogateescape")
+
+
 server_bugs = 0      # exceptions other than OSError answered EIO (MNT/.state/server.json)
 
 
@@ -153,7 +158,7 @@ def py_destroy(userdata):
 @ffi.def_extern()
 def py_lookup(req, parent, name):
     try:
-        _ops.lookup(req, parent, ffi.string(name).decode(errors="surrogateescape"))
+        _ops.lookup(req, parent, _str(name))
     except BaseException as e:
         _fail(req, e, "lookup")
 
@@ -186,7 +191,7 @@ def py_setattr(req, ino, to_set, mode, size, fi):
 @ffi.def_extern()
 def py_unlink(req, parent, name):
     try:
-        _ops.unlink(req, parent, ffi.string(name).decode(errors="surrogateescape"))
+        _ops.unlink(req, parent, _str(name))
     except BaseException as e:
         _fail(req, e, "unlink")
 
@@ -194,7 +199,7 @@ def py_unlink(req, parent, name):
 @ffi.def_extern()
 def py_mknod(req, parent, name, mode, rdev):
     try:
-        _ops.mknod(req, parent, ffi.string(name).decode(errors="surrogateescape"), mode)
+        _ops.mknod(req, parent, _str(name), mode)
     except BaseException as e:
         _fail(req, e, "mknod")
 
@@ -212,8 +217,8 @@ def py_rmdir(req, parent, name):
 @ffi.def_extern()
 def py_rename(req, parent, name, newparent, newname, flags):
     try:
-        _ops.rename(req, parent, ffi.string(name).decode(errors="surrogateescape"), newparent,
-                    ffi.string(newname).decode(errors="surrogateescape"), flags)
+        _ops.rename(req, parent, _str(name), newparent,
+                    _str(newname), flags)
     except BaseException as e:
         _fail(req, e, "rename")
 
@@ -229,7 +234,7 @@ def py_open(req, ino, fi):
 @ffi.def_extern()
 def py_create(req, parent, name, mode, fi):
     try:
-        _ops.create(req, parent, ffi.string(name).decode(errors="surrogateescape"), mode, fi)
+        _ops.create(req, parent, _str(name), mode, fi)
     except BaseException as e:
         _fail(req, e, "create")
 
