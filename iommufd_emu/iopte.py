@@ -2,7 +2,7 @@
 
 `IoptTable` is the I/O page table of one IOAS for its guest_memfd areas (every
 domain of an IOAS translates the same areas, so one table serves them all).
-It is a `gmemfs.extents.RangeMap` keyed by IOVA whose values are `Iopte`
+It is an `intervals.RangeMap` keyed by IOVA whose values are `Iopte`
 tuples; a run ``[s, e) -> Iopte(size, kind, gmem, delta, epoch)`` stands for
 ``(e - s) / size`` IOPTEs of that size: no per-page objects, a 1 TiB area is
 one run until something splits it.
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
 
-from gmemfs.extents import RangeMap
+from intervals import RangeMap
 
 SMALL = 4096
 HUGE = 2 << 20

@@ -1,11 +1,12 @@
-"""Tests for gmemfs.extents.RangeMap: unit tests plus hypothesis properties
-against a naive per-position reference on a small space."""
+"""Tests of the interval library (intervals/): RangeMap unit tests plus
+hypothesis properties against a naive per-position reference on a small
+space, and the same for its counter and set views."""
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gmemfs.extents import RangeMap
+from intervals import IntervalSet, RangeCounter, RangeMap
 
 SPACE = 48  # positions 0..47 in the reference
 
@@ -270,3 +271,69 @@ class RangeMapMachine(RuleBasedStateMachine):
 TestRangeMapMachine = RangeMapMachine.TestCase
 TestRangeMapMachine.settings = settings(max_examples=150, stateful_step_count=40,
                                         deadline=None)
+
+
+# ------------------------------------------------- the counter and the set
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 60), st.sampled_from([1, -1])),
+                max_size=30))
+def test_range_counter_matches_naive(ops_):
+    rc = RangeCounter()
+    naive = [0] * 300
+    for s, n, d in ops_:
+        e = s + n
+        if d < 0 and any(naive[x] == 0 for x in range(s, e)):
+            continue
+        before = naive[s:e]
+        crossed = rc.add(s, e, d)
+        for x in range(s, e):
+            naive[x] += d
+        flips = {s + k for k, v in enumerate(before) if (v == 0) != (naive[s + k] == 0)}
+        assert {x for cs, ce in crossed for x in range(cs, ce)} == flips
+        for cs, ce, v in rc.segments(0, 300):
+            assert all(naive[x] == v for x in range(cs, ce))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 200), st.integers(0, 40)), max_size=30))
+def test_interval_set_matches_naive(ops_):
+    iv = IntervalSet()
+    naive = set()
+    for add, s, n in ops_:
+        if add:
+            iv.add(s, s + n)
+            naive |= set(range(s, s + n))
+        else:
+            iv.remove(s, s + n)
+            naive -= set(range(s, s + n))
+        items = list(iv)
+        assert {x for a, b in items for x in range(a, b)} == naive
+        for (a1, b1), (a2, b2) in zip(items, items[1:]):
+            assert b1 < a2                       # merged and disjoint
+        assert {x for a, b in iv.overlaps(50, 120) for x in range(a, b)} == naive & set(range(50, 120))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(ranges, st.integers(-3, 3)), max_size=25))
+def test_add_reports_zero_crossings_and_floor_refuses_without_change(ops):
+    """RangeMap.add returns the ranges that crossed zero; with floor=0 an add
+    that would take a position below zero raises ValueError and leaves the
+    map as it was (a pin counter never goes negative, even on a bug)."""
+    m = RangeMap()
+    ref = [0] * SPACE
+    for (s, e), dlt in ops:
+        before = m.runs()
+        if any(ref[i] + dlt < 0 for i in range(s, e)):
+            with pytest.raises(ValueError):
+                m.add(s, e, dlt, floor=0)
+            assert m.runs() == before
+            continue
+        crossed = m.add(s, e, dlt, floor=0)
+        flips = {i for i in range(s, e) if (ref[i] == 0) != (ref[i] + dlt == 0)}
+        for i in range(s, e):
+            ref[i] += dlt
+        assert {i for cs, ce in crossed for i in range(cs, ce)} == flips
+        for (_, e1), (s2, _) in zip(crossed, crossed[1:]):
+            assert e1 < s2                      # merged: adjacent crossings are one range
+        m.check_invariants()
