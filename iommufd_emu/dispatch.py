@@ -34,7 +34,9 @@ import errno
 from dataclasses import dataclass
 from typing import Callable
 
-from .context import Context, err
+from . import hwpt, ioas, selftest
+from .context import Context
+from .errors import err
 
 IOMMUFD_TYPE = 0x3B
 CMD_BASE = 0x80
@@ -151,7 +153,6 @@ def vfio_ioctl(ctx: Context, cmd: int, arg: int, caller) -> int:
 # ---------------------------------------------------------------------------
 
 def _build_table():
-    from . import ioas, hwpt, selftest
     ops = [
         Op(_io(0x80), "iommu_destroy", 8, h_destroy),
         Op(_io(0x81), "iommu_ioas_alloc", 12, ioas.h_ioas_alloc),

@@ -19,7 +19,8 @@ import errno
 from intervals import IntervalSet
 
 from . import context as C
-from .context import IommufdObject, err
+from .context import IommufdObject
+from .errors import err
 from .pages import ULONG_MAX
 
 MOCK_APERTURE_START = 1 << 24

@@ -28,7 +28,7 @@ import os
 
 from intervals import RangeCounter
 
-from .context import err
+from .errors import err
 
 PAGE_SIZE = 4096
 ULONG_MAX = (1 << 64) - 1
