@@ -6,7 +6,7 @@ mount (gmemfs.nodes.base.Mount) and calls that node kind's operation
 (gmemfs/nodes/); the namespace requests (lookup, readdir, create, unlink) go
 to the directory's operations the same way. Where a kind does not have an
 operation, the adapter answers what the kernel's VFS answers for a file
-without it, as the kernel does for its own files (MISSING below).
+without it (MISSING below).
 
 Layout (user ABI, keep it exactly; the kinds are registered in
 gmemfs/nodes/__init__.py):
@@ -20,12 +20,36 @@ gmemfs/nodes/__init__.py):
 from __future__ import annotations
 
 import errno
+import select
 
 from gmemfs import fuse_ll as F
 from gmemfs import nodes
 from gmemfs.nodes.base import OpenFile
 
-POLLIN, POLLOUT = 0x1, 0x4
+# What the kernel answers for a file whose file_operations lack an operation,
+# and so what gmemfs answers for a node kind without it (Linux sources):
+#
+#   read       EINVAL   fs/open.c do_dentry_open sets FMODE_CAN_READ only with
+#                       ->read or ->read_iter; fs/read_write.c: without it -EINVAL
+#   write      EINVAL   the same with FMODE_CAN_WRITE, ->write / ->write_iter
+#   ioctl      ENOTTY   fs/ioctl.c vfs_ioctl: no ->unlocked_ioctl -> -ENOTTY
+#   fallocate  EOPNOTSUPP  fs/open.c vfs_fallocate: no ->fallocate -> -EOPNOTSUPP
+#   fsync      EINVAL   fs/sync.c vfs_fsync_range: no ->fsync -> -EINVAL
+#   poll       DEFAULT_POLLMASK  include/linux/poll.h: no ->poll -> always
+#                       ready, POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
+#   open, release       optional: nothing to set up or tear down
+MISSING = {
+    "read": errno.EINVAL,
+    "write": errno.EINVAL,
+    "ioctl": errno.ENOTTY,
+    "fallocate": errno.EOPNOTSUPP,
+    "fsync": errno.EINVAL,
+}
+DEFAULT_POLLMASK = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
+
+
+def _missing(op: str):
+    return OSError(MISSING[op], f"this node has no {op} operation")
 
 
 class GmemFS:
@@ -163,15 +187,15 @@ class GmemFS:
         self._gate(of.node)
         fn = of.node.read
         if fn is None:
-            raise OSError(errno.EINVAL, "not readable")
+            raise _missing("read")
         fn(req, of, size, off, direct)
 
     def write(self, req, ino: int, fh: int, buf, off: int, writepage: bool):
         of = self.mount.file(fh)
+        self._gate(of.node)
         fn = of.node.write
         if fn is None:
-            raise OSError(errno.EBADF, "not writable")
-        self._gate(of.node)
+            raise _missing("write")
         fn(req, of, buf, off, writepage)
 
     def flush(self, req, ino: int, fh: int):
@@ -181,8 +205,7 @@ class GmemFS:
         of = self.mount.file(fh)
         fn = of.node.fsync
         if fn is None:
-            F.reply_err(req, 0)
-            return
+            raise _missing("fsync")
         fn(req, of, datasync)
 
     def release(self, ino: int, fh: int):
@@ -196,14 +219,14 @@ class GmemFS:
             return
         if ph != F.ffi.NULL:
             F.lib.fuse_pollhandle_destroy(ph)
-        F.reply_poll(req, POLLIN | POLLOUT)
+        F.reply_poll(req, DEFAULT_POLLMASK)
 
     def fallocate(self, req, ino: int, fh: int, mode: int, offset: int, length: int):
         of = self.mount.file(fh)
         self._gate(of.node)
         fn = of.node.fallocate
         if fn is None:
-            raise OSError(errno.EOPNOTSUPP, "fallocate only on guest_memfd files")
+            raise _missing("fallocate")
         fn(req, of, mode, offset, length)
 
     def ioctl(self, req, ino: int, fh: int, cmd: int, arg: int, flags: int, in_data: bytes,
@@ -217,7 +240,7 @@ class GmemFS:
         self._stats["ioctls"] += 1
         fn = node.ioctl
         if fn is None:
-            raise OSError(errno.ENOTTY, "no ioctls on this node")
+            raise _missing("ioctl")
         fn(req, of, cmd, arg, in_data, out_size, prefetch, creds)
 
     def retrieve_reply(self, cookie: int, ino: int, offset: int, data: bytes):

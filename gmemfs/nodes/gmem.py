@@ -4,8 +4,10 @@ A file made with ``open(MNT/gmem/NAME, O_CREAT)`` becomes a guest_memfd with
 KVM_CREATE_GUEST_MEMFD on it (the model: gmemfs/gmem.py). Its file
 operations: read (a page-cache fill for an mmap fault; read(2) is EINVAL),
 write (write-back of a shared mapping; write(2) is EINVAL), ioctl
-(KVM_CREATE_GUEST_MEMFD once, KVM_SET_MEMORY_ATTRIBUTES2), fallocate, fsync
-(EINVAL, guest_memfd.md §4.2).
+(KVM_CREATE_GUEST_MEMFD once, KVM_SET_MEMORY_ATTRIBUTES2), fallocate. Like
+kvm_gmem_fops it has no fsync and no poll: the adapter's answers for a file
+without them are a guest_memfd's own (EINVAL; always ready, guest_memfd.md
+§4.2).
 
 mmap: a gmem file is opened with direct I/O when the kernel lets a
 direct-I/O file be mapped shared (FUSE_DIRECT_IO_ALLOW_MMAP), so read(2) and
@@ -121,9 +123,6 @@ class GmemNode(Node):
     def open(self, of):
         of.direct_io = self.mount.direct_io_mmap
         of.nonseekable = True
-
-    def fsync(self, req, of, datasync):
-        raise OSError(errno.EINVAL, "guest_memfd has no fsync")  # §4.2
 
     def read(self, req, of, size: int, off: int, direct: bool):
         if direct or self.gmem is None:

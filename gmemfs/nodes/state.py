@@ -19,6 +19,7 @@ import errno
 import json
 import logging
 import os
+import select
 import stat
 import time
 
@@ -30,8 +31,6 @@ from .base import Dir, Node
 log = logging.getLogger("gmemfs.fs")
 
 STATE_DIR_INO, STATE_GMEM_DIR_INO = 4, 5
-
-POLLIN = 0x1
 
 
 def _read_only(of) -> None:
@@ -61,6 +60,9 @@ class StateNode(Node):
     def read(self, req, of, size: int, off: int, direct: bool):
         F.reply_buf(req, of.private[off:off + size])
 
+    def fsync(self, req, of, datasync):
+        F.reply_err(req, 0)          # nothing to write back (sysfs: noop_fsync)
+
 
 class EventsNode(StateNode):
     """MNT/.state/events: the event log as JSON lines, read as a stream (each
@@ -89,7 +91,7 @@ class EventsNode(StateNode):
         if of.private.pending():
             if ph != F.ffi.NULL:
                 F.lib.fuse_pollhandle_destroy(ph)
-            F.reply_poll(req, POLLIN)
+            F.reply_poll(req, select.POLLIN)
             return
         if ph != F.ffi.NULL:
             self._waiters[of] = ph
