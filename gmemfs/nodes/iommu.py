@@ -21,6 +21,7 @@ from iommufd_emu.context import Context
 from .base import Node
 
 IOMMU_INO = 2
+_TEST_CMD = abi.IOMMU_TEST_CMD
 
 
 class IommuNode(Node):
@@ -48,7 +49,7 @@ class IommuNode(Node):
               prefetch=None, creds=None):
         m = self.mount
         caller = Caller(*creds, m.resolve_own) if creds else m.caller(req)
-        if cmd == abi.IOMMU_TEST_CMD and m.cached and _is_dma_op(caller, arg, prefetch):
+        if cmd == _TEST_CMD and m.cached and _is_dma_op(caller, arg, prefetch):
             m.spawn(self._coherent_dma, req, of, cmd, arg, caller, prefetch)
             return
         F.reply_ioctl(req, self._run(of, cmd, arg, caller, prefetch))
