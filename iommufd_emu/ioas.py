@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedDict
 
+from intervals import spans
+
 from . import context as C
 from .context import IommufdObject
 from .errors import err
@@ -69,6 +71,11 @@ def roundup_pow2(x: int) -> int:
 
 def align_up(x: int, a: int) -> int:
     return (x + a - 1) // a * a
+
+
+def _merge_inclusive(ranges) -> list[tuple[int, int]]:
+    """(start, last) ranges -> sorted disjoint ones, adjacent ones merged."""
+    return [(s, e - 1) for s, e in spans.merge(sorted((s, l + 1) for s, l in ranges))]
 
 
 def _hold_all(areas) -> None:
@@ -204,14 +211,7 @@ class Ioas(IommufdObject):
 
     # ---------------------------------------------------------------- reserved
     def _rebuild_union(self) -> None:
-        spans = sorted((r.start, r.last) for r in self.reserved)
-        out: list[list[int]] = []
-        for s, l in spans:
-            if out and s <= out[-1][1] + 1:
-                out[-1][1] = max(out[-1][1], l)
-            else:
-                out.append([s, l])
-        self._resv_union = [tuple(x) for x in out]
+        self._resv_union = _merge_inclusive((r.start, r.last) for r in self.reserved)
 
     def add_reserved(self, start: int, last: int, owner) -> None:
         if self.intersects_area(start, last) or self.intersects_allowed(start, last):
@@ -297,12 +297,7 @@ class Ioas(IommufdObject):
         lo, hi = PAGE_SIZE, ULONG_MAX - PAGE_SIZE
         if not self.allowed:
             return [(lo, hi)]
-        merged: list[list[int]] = []
-        for s, l in self.allowed:
-            if merged and s <= merged[-1][1] + 1:
-                merged[-1][1] = max(merged[-1][1], l)
-            else:
-                merged.append([s, l])
+        merged = _merge_inclusive(self.allowed)
         out = []
         for s, l in merged:
             s, l = max(s, lo), min(l, hi)

@@ -1,12 +1,12 @@
 """Tests of the interval library (intervals/): RangeMap unit tests plus
 hypothesis properties against a naive per-position reference on a small
-space, and the same for its counter and set views."""
+space, and the same for its counter and set views and for span lists."""
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from intervals import IntervalSet, RangeCounter, RangeMap
+from intervals import IntervalSet, RangeCounter, RangeMap, spans
 
 SPACE = 48  # positions 0..47 in the reference
 
@@ -337,3 +337,38 @@ def test_add_reports_zero_crossings_and_floor_refuses_without_change(ops):
         for (_, e1), (s2, _) in zip(crossed, crossed[1:]):
             assert e1 < s2                      # merged: adjacent crossings are one range
         m.check_invariants()
+
+
+# ------------------------------------------------------------------ spans
+
+def _disjoint(pairs):
+    """Sorted disjoint half-open spans covering exactly the positions of pairs."""
+    pos = sorted({i for s, e in pairs for i in range(s, e)})
+    out = []
+    for i in pos:
+        if out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out
+
+
+span_lists = st.lists(ranges, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(span_lists, span_lists)
+def test_spans_merge_intersect_subtract_match_sets(a, b):
+    """merge gives sorted disjoint spans with no two touching; intersect and
+    subtract of disjoint span lists are the set operations on positions."""
+    def points(sp):
+        return {i for s, e in sp for i in range(s, e)}
+    m = spans.merge(sorted(p for p in a if p[0] < p[1]))
+    assert points(m) == points(a) and all(s < e for s, e in m)
+    for (_, e1), (s2, _) in zip(m, m[1:]):
+        assert e1 < s2                            # disjoint, touching ones merged
+    da, db = _disjoint(a), _disjoint(b)
+    assert points(spans.intersect(da, db)) == points(da) & points(db)
+    assert points(spans.subtract(da, db)) == points(da) - points(db)
+    for out in (spans.intersect(da, db), spans.subtract(da, db)):
+        assert out == sorted(out) and all(s < e for s, e in out)
