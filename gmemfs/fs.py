@@ -182,30 +182,30 @@ class GmemFS:
         F.reply_open(req, fi, of.fh, direct_io=of.direct_io, nonseekable=of.nonseekable,
                      keep_cache=of.keep_cache)
 
-    def read(self, req, ino: int, fh: int, size: int, off: int, direct: bool):
+    def _file_op(self, fh: int, op: str, gate: bool = True):
+        """The open file ``fh`` and its node's operation ``op``; the VFS's
+        errno (MISSING) when the node's kind has none."""
         of = self.mount.file(fh)
-        self._gate(of.node)
-        fn = of.node.read
+        if gate:
+            self._gate(of.node)
+        fn = getattr(of.node, op)
         if fn is None:
-            raise _missing("read")
+            raise _missing(op)
+        return of, fn
+
+    def read(self, req, ino: int, fh: int, size: int, off: int, direct: bool):
+        of, fn = self._file_op(fh, "read")
         fn(req, of, size, off, direct)
 
     def write(self, req, ino: int, fh: int, buf, off: int, writepage: bool):
-        of = self.mount.file(fh)
-        self._gate(of.node)
-        fn = of.node.write
-        if fn is None:
-            raise _missing("write")
+        of, fn = self._file_op(fh, "write")
         fn(req, of, buf, off, writepage)
 
     def flush(self, req, ino: int, fh: int):
         F.reply_err(req, 0)
 
     def fsync(self, req, ino: int, fh: int, datasync: int):
-        of = self.mount.file(fh)
-        fn = of.node.fsync
-        if fn is None:
-            raise _missing("fsync")
+        of, fn = self._file_op(fh, "fsync", gate=False)
         fn(req, of, datasync)
 
     def release(self, ino: int, fh: int):
@@ -222,11 +222,7 @@ class GmemFS:
         F.reply_poll(req, DEFAULT_POLLMASK)
 
     def fallocate(self, req, ino: int, fh: int, mode: int, offset: int, length: int):
-        of = self.mount.file(fh)
-        self._gate(of.node)
-        fn = of.node.fallocate
-        if fn is None:
-            raise _missing("fallocate")
+        of, fn = self._file_op(fh, "fallocate")
         fn(req, of, mode, offset, length)
 
     def ioctl(self, req, ino: int, fh: int, cmd: int, arg: int, flags: int, in_data: bytes,
