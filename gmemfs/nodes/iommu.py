@@ -31,6 +31,7 @@ class IommuNode(Node):
         super().__init__(mount, "iommu", stat.S_IFREG | 0o666, ino=IOMMU_INO)
         self._ctx_opts = {**mount.cc.context_options(), "events": mount.events}
         self._dispatch = dispatch.ioctl
+        self._resolve_own = mount.resolve_own
 
     def open(self, of):
         of.private = ctx = Context(self._ctx_opts)
@@ -48,7 +49,7 @@ class IommuNode(Node):
     def ioctl(self, req, of, cmd: int, arg: int, in_data: bytes, out_size: int,
               prefetch=None, creds=None):
         m = self.mount
-        caller = Caller(*creds, m.resolve_own) if creds else m.caller(req)
+        caller = Caller(*creds, self._resolve_own) if creds else m.caller(req)
         if cmd == _TEST_CMD and m.cached and _is_dma_op(caller, arg, prefetch):
             m.spawn(self._coherent_dma, req, of, cmd, arg, caller, prefetch)
             return
@@ -62,8 +63,9 @@ class IommuNode(Node):
             ret = self._dispatch(of.private, cmd, arg, caller, prefetch)
         except OSError as e:
             m.stats["ioctl_errors"] += 1
-            m.log_ioctl(cmd, caller.tid, e.errno, e.strerror)
-            e.gmemfs_logged = True
+            if m.debug:
+                m.log_ioctl(cmd, caller.tid, e.errno, e.strerror)
+                e.gmemfs_logged = True
             raise
         if m.debug:
             m.log_ioctl(cmd, caller.tid, 0, None)
