@@ -12,7 +12,8 @@ process_vm_readv/writev exactly as in the server), and times each layer:
     trio loop wake-up  (Session.serve: wait_readable + checkpoint per burst)
     py_ioctl           (gmemfs/fuse_ll.py; the cffi callback entry itself is
                         not reachable from here, see the README)
-    GmemFS.ioctl       (gmemfs/fs.py, with caller() and _log_ioctl)
+    GmemFS.ioctl       (gmemfs/fs.py -> IommuNode.ioctl, gmemfs/nodes/iommu.py,
+                        with Mount.caller() and Mount.log_ioctl)
     dispatch.ioctl     (iommufd_emu/dispatch.py: size read, table, struct read,
                         from_buffer, UCmd, transaction, handler, respond)
     handler / model    (h_ioas_alloc: Ioas() + ctx.add; h_destroy: destroy_id)
@@ -42,7 +43,8 @@ import ioctl_abi as abi  # noqa: E402
 from gmemfs import caller as caller_mod  # noqa: E402
 from gmemfs import fuse_ll as F  # noqa: E402
 from gmemfs._fuse_ll import ffi as lffi, lib as llib  # noqa: E402
-from gmemfs.fs import GmemFS, OpenFile  # noqa: E402
+from gmemfs.fs import GmemFS  # noqa: E402
+from gmemfs.nodes.iommu import IOMMU_INO  # noqa: E402
 from iommufd_emu import dispatch  # noqa: E402
 from iommufd_emu.context import Context  # noqa: E402
 from iommufd_emu.ioas import Ioas  # noqa: E402
@@ -210,16 +212,17 @@ def run(tid, a_alloc, a_destroy, a_missing, a_scratch, rep, n) -> int:
     try:
         fs = GmemFS({})
         F._ops = fs
-        ino = fs.iommu.ino
+        ino = IOMMU_INO
+        iommu = fs.mount.node(ino)
         fi = lffi.new("struct fuse_file_info *")
         req = lffi.NULL
         arg_alloc = lffi.cast("void *", a_alloc)
         arg_destroy = [lffi.cast("void *", a_destroy + 8 * i) for i in range(K)]
 
         def st_fs():
-            for fh in list(fs.files):
-                fs._close_file(fh)
-            fh = fs._new_fh(OpenFile(fs.iommu, ctx=fs._new_context()))
+            for fh in list(fs.mount.files):
+                fs.mount.close_file(fh)
+            fh = fs._open(iommu, 0).fh
             fi.fh = fh
             return fh
 
@@ -236,9 +239,9 @@ def run(tid, a_alloc, a_destroy, a_missing, a_scratch, rep, n) -> int:
             except OSError:
                 pass
         row("GmemFS.ioctl DESTROY missing id (ENOENT raised)", timeit(fs_missing, n, rep))
-        row("GmemFS.caller(req)", timeit(lambda: fs.caller(req), n, rep))
-        row("GmemFS._log_ioctl (debug off)",
-            timeit(lambda: fs._log_ioctl(DESTROY, tid, 0, None), n, rep))
+        row("Mount.caller(req)", timeit(lambda: fs.mount.caller(req), n, rep))
+        row("Mount.log_ioctl (debug off)",
+            timeit(lambda: fs.mount.log_ioctl(DESTROY, tid, 0, None), n, rep))
 
         ta, td, _ = time_layer(
             st_fs, lambda fh: F.py_ioctl(req, ino, ALLOC, arg_alloc, fi, 0, lffi.NULL, 0, 0, lffi.NULL, -1, tid, 0, 0),

@@ -1,7 +1,7 @@
 """The guest_memfd model (pure Python: no FUSE, no trio, no cffi).
 
 One `GuestMemfd` is one emulated guest_memfd file (spec: guest_memfd.md).  It
-keeps, per byte range, with no per-page objects (`gmemfs.extents.RangeMap`):
+keeps, per byte range, with no per-page objects (`intervals.RangeMap`):
 
 * the file's fixed ``size`` and create ``flags``;
 * the page state (spec §3): *hole*, *allocated* (``fallocate(KEEP_SIZE)``
@@ -92,7 +92,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from gmemfs.extents import RangeMap
+from intervals import RangeCounter, RangeMap
 
 __all__ = [
     "PAGE_SIZE", "GUEST_MEMFD_FLAG_MMAP", "GUEST_MEMFD_FLAG_INIT_SHARED",
@@ -238,7 +238,7 @@ class GuestMemfd:
         self._attrs = RangeMap(0, ssize, init)   # covers [0, size): 0 or PRIVATE
         self._allocated = RangeMap()             # True where a folio exists
         self._populated = RangeMap()             # True where it was used (subset)
-        self._pins = RangeMap()                  # int > 0 where pinned
+        self._pins = RangeCounter()              # int > 0 where pinned
         # punch epochs: every punch takes the next counter value and stamps
         # its range with it, so "was this page punched after X" is one
         # lookup (an IOMMU mapping remembers the counter it was made at)

@@ -19,6 +19,11 @@ from __future__ import annotations
 import errno
 import heapq
 
+from .errors import err
+from .events import EventLog
+from .pages import default_system
+from .platform import CcConfig
+
 ID_MIN = 1
 ID_MAX = (1 << 31) - 1
 
@@ -34,11 +39,6 @@ VDEVICE = "VDEVICE"
 VEVENTQ = "VEVENTQ"
 HW_QUEUE = "HW_QUEUE"
 SELFTEST = "SELFTEST"
-
-
-def err(code: int, msg: str) -> OSError:
-    """Build the OSError every model raises (ARCHITECTURE.md, Errors)."""
-    return OSError(code, msg)
 
 
 class IommufdObject:
@@ -112,11 +112,8 @@ class Context:
         self.closed = False
         # Shared (cross-context, "system wide") state: pin registry and
         # memlock accounting. Tests pass fresh ones through options.
-        from .pages import default_system
         self.system = opts.get("system") or default_system()
         # guest_memfd policy/platform model and the (mount-wide) event log
-        from .platform import CcConfig
-        from .events import EventLog
         self.cc = CcConfig.from_options(opts)
         self.events = opts.get("events") or EventLog(self.cc.platform, self.cc.policy)
 

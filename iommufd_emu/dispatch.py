@@ -34,7 +34,9 @@ import errno
 from dataclasses import dataclass
 from typing import Callable
 
-from .context import Context, err
+from . import hwpt, ioas, selftest
+from .context import Context
+from .errors import err
 
 IOMMUFD_TYPE = 0x3B
 CMD_BASE = 0x80
@@ -51,15 +53,18 @@ def ffi():
     return ioctl_abi.ffi
 
 
-_FFI = None
+_FFI = ffi()
 
 
 @dataclass(frozen=True)
 class Op:
+    """One slot of the table, like the kernel's struct iommufd_ioctl_op."""
     cmd: int
     struct: str          # kernel struct name, without "struct "
     min_size: int
     handler: Callable
+    size: int = 0        # sizeof(struct), the kernel size
+    ptr: object = None   # the cffi type "struct ... *" laid over the kernel buffer
 
 
 class UCmd:
@@ -150,42 +155,36 @@ def vfio_ioctl(ctx: Context, cmd: int, arg: int, caller) -> int:
 # The table
 # ---------------------------------------------------------------------------
 
+def _op(cmd: int, struct: str, min_size: int, handler: Callable) -> Op:
+    return Op(cmd, struct, min_size, handler, kernel_size(struct), _ptr_type(struct))
+
+
 def _build_table():
-    from . import ioas, hwpt, selftest
     ops = [
-        Op(_io(0x80), "iommu_destroy", 8, h_destroy),
-        Op(_io(0x81), "iommu_ioas_alloc", 12, ioas.h_ioas_alloc),
-        Op(_io(0x82), "iommu_ioas_allow_iovas", 24, ioas.h_allow_iovas),
-        Op(_io(0x83), "iommu_ioas_copy", 40, ioas.h_copy),
-        Op(_io(0x84), "iommu_ioas_iova_ranges", 32, ioas.h_iova_ranges),
-        Op(_io(0x85), "iommu_ioas_map", 40, ioas.h_map),
-        Op(_io(0x86), "iommu_ioas_unmap", 24, ioas.h_unmap),
-        Op(_io(0x87), "iommu_option", 24, ioas.h_option),
-        Op(_io(0x88), "iommu_vfio_ioas", 12, ioas.h_vfio_ioas),
-        Op(_io(0x89), "iommu_hwpt_alloc", 24, hwpt.h_hwpt_alloc),
-        Op(_io(0x8A), "iommu_hw_info", 32, hwpt.h_get_hw_info),
-        Op(_io(0x8B), "iommu_hwpt_set_dirty_tracking", 16, hwpt.h_set_dirty_tracking),
-        Op(_io(0x8C), "iommu_hwpt_get_dirty_bitmap", 48, hwpt.h_get_dirty_bitmap),
-        Op(_io(0x8D), "iommu_hwpt_invalidate", 32, hwpt.h_invalidate),
-        Op(_io(0x8E), "iommu_fault_alloc", 16, _h_fault_queue_alloc),
-        Op(_io(0x8F), "iommu_ioas_map_file", 40, ioas.h_map_file),
-        Op(_io(0x90), "iommu_viommu_alloc", 24, _not_modelled("IOMMU_VIOMMU_ALLOC")),
-        Op(_io(0x91), "iommu_vdevice_alloc", 24, _not_modelled("IOMMU_VDEVICE_ALLOC")),
-        Op(_io(0x92), "iommu_ioas_change_process", 8, ioas.h_change_process),
-        Op(_io(0x93), "iommu_veventq_alloc", 28, _h_veventq_alloc),
-        Op(_io(0x94), "iommu_hw_queue_alloc", 40, _not_modelled("IOMMU_HW_QUEUE_ALLOC")),
-        Op(_io(0xA0), "iommu_test_cmd", 68, selftest.h_test_cmd),
+        _op(_io(0x80), "iommu_destroy", 8, h_destroy),
+        _op(_io(0x81), "iommu_ioas_alloc", 12, ioas.h_ioas_alloc),
+        _op(_io(0x82), "iommu_ioas_allow_iovas", 24, ioas.h_allow_iovas),
+        _op(_io(0x83), "iommu_ioas_copy", 40, ioas.h_copy),
+        _op(_io(0x84), "iommu_ioas_iova_ranges", 32, ioas.h_iova_ranges),
+        _op(_io(0x85), "iommu_ioas_map", 40, ioas.h_map),
+        _op(_io(0x86), "iommu_ioas_unmap", 24, ioas.h_unmap),
+        _op(_io(0x87), "iommu_option", 24, ioas.h_option),
+        _op(_io(0x88), "iommu_vfio_ioas", 12, ioas.h_vfio_ioas),
+        _op(_io(0x89), "iommu_hwpt_alloc", 24, hwpt.h_hwpt_alloc),
+        _op(_io(0x8A), "iommu_hw_info", 32, hwpt.h_get_hw_info),
+        _op(_io(0x8B), "iommu_hwpt_set_dirty_tracking", 16, hwpt.h_set_dirty_tracking),
+        _op(_io(0x8C), "iommu_hwpt_get_dirty_bitmap", 48, hwpt.h_get_dirty_bitmap),
+        _op(_io(0x8D), "iommu_hwpt_invalidate", 32, hwpt.h_invalidate),
+        _op(_io(0x8E), "iommu_fault_alloc", 16, _h_fault_queue_alloc),
+        _op(_io(0x8F), "iommu_ioas_map_file", 40, ioas.h_map_file),
+        _op(_io(0x90), "iommu_viommu_alloc", 24, _not_modelled("IOMMU_VIOMMU_ALLOC")),
+        _op(_io(0x91), "iommu_vdevice_alloc", 24, _not_modelled("IOMMU_VDEVICE_ALLOC")),
+        _op(_io(0x92), "iommu_ioas_change_process", 8, ioas.h_change_process),
+        _op(_io(0x93), "iommu_veventq_alloc", 28, _h_veventq_alloc),
+        _op(_io(0x94), "iommu_hw_queue_alloc", 40, _not_modelled("IOMMU_HW_QUEUE_ALLOC")),
+        _op(_io(0xA0), "iommu_test_cmd", 68, selftest.h_test_cmd),
     ]
     return {op.cmd & 0xFF: op for op in ops}
-
-
-IOCTL_TABLE: dict[int, Op] = {}
-
-
-def table() -> dict[int, Op]:
-    if not IOCTL_TABLE:
-        IOCTL_TABLE.update(_build_table())
-    return IOCTL_TABLE
 
 
 _SIZES: dict[str, int] = {}
@@ -208,19 +207,25 @@ def _ptr_type(struct: str):
     return t
 
 
+IOCTL_TABLE: dict[int, Op] = _build_table()
+
+
+def table() -> dict[int, Op]:
+    return IOCTL_TABLE
+
+
 def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = None) -> int:
     """Run one iommufd ioctl for ``caller`` (spec §2.2).
 
     ``prefetch``: bytes already read from the caller at ``arg`` (the FUSE
     adapter reads up to 128 in C); used when it covers the kernel struct."""
-    tbl = table()
     nr = cmd & 0xFF
     end = TABLE_END_TEST if ctx.test_kernel else TABLE_END
     if nr < CMD_BASE or nr > end:
         return vfio_ioctl(ctx, cmd, arg, caller)
-    op = tbl.get(nr)
+    op = IOCTL_TABLE.get(nr)
     known = op is not None and op.cmd == cmd
-    ksize = kernel_size(op.struct) if known else 4
+    ksize = op.size if known else 4
     # Fast path: one read of the whole kernel struct. If that faults (the
     # user's struct may be shorter, at the end of a mapping), take the
     # kernel's exact steps below so the errno stays the kernel's.
@@ -253,10 +258,7 @@ def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = Non
     else:
         buf = bytearray(ksize)
         buf[:n] = caller.read(arg, n)
-    global _FFI
-    if _FFI is None:
-        _FFI = ffi()
-    cdata = _FFI.from_buffer(_ptr_type(op.struct), buf)
+    cdata = _FFI.from_buffer(op.ptr, buf)
     ucmd = UCmd(ctx, caller, arg, user_size, buf, op)
     ctx.begin()
     try:

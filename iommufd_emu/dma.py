@@ -33,7 +33,8 @@ import errno
 from dataclasses import dataclass, field
 
 from . import context as C
-from .context import err
+from . import policy as gmem_policy
+from .errors import err
 
 GMEMFS_TEST_OP_DMA = 0x1000
 GMEMFS_DMA_WRITE = 0x1
@@ -116,7 +117,6 @@ def device_dma(ctx, idev, iova: int, length: int, write: bool = False,
     (RMP, GPT, SEPT, MACHINE_CHECK, INVALIDATED) or reach memory that left
     the file (read zeros, write dropped, event logged).
     """
-    from . import policy as gmem_policy
     res = DmaResult()
     log = gmem_policy.events(ctx)
     seq0 = log.seq

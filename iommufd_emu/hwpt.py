@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import errno
 
+from intervals import IntervalSet
+
 from . import context as C
-from .context import IommufdObject, err
-from .intervals import IntervalSet
+from .context import IommufdObject
+from .errors import err
 from .pages import ULONG_MAX
 
 MOCK_APERTURE_START = 1 << 24

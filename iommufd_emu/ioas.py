@@ -35,9 +35,13 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedDict
 
+from intervals import spans
+
 from . import context as C
-from .context import IommufdObject, err
-from .pages import PAGE_SIZE, ULONG_MAX, FilePages, UserPages, make_account
+from .context import IommufdObject
+from .errors import err
+from .pages import (PAGE_SIZE, ULONG_MAX, FilePages, UserPages, _caller_has_cap,
+                    make_account)
 from . import policy as gmem_policy
 
 U64_MAX = (1 << 64) - 1
@@ -67,6 +71,11 @@ def roundup_pow2(x: int) -> int:
 
 def align_up(x: int, a: int) -> int:
     return (x + a - 1) // a * a
+
+
+def _merge_inclusive(ranges) -> list[tuple[int, int]]:
+    """(start, last) ranges -> sorted disjoint ones, adjacent ones merged."""
+    return [(s, e - 1) for s, e in spans.merge(sorted((s, l + 1) for s, l in ranges))]
 
 
 def _hold_all(areas) -> None:
@@ -202,14 +211,7 @@ class Ioas(IommufdObject):
 
     # ---------------------------------------------------------------- reserved
     def _rebuild_union(self) -> None:
-        spans = sorted((r.start, r.last) for r in self.reserved)
-        out: list[list[int]] = []
-        for s, l in spans:
-            if out and s <= out[-1][1] + 1:
-                out[-1][1] = max(out[-1][1], l)
-            else:
-                out.append([s, l])
-        self._resv_union = [tuple(x) for x in out]
+        self._resv_union = _merge_inclusive((r.start, r.last) for r in self.reserved)
 
     def add_reserved(self, start: int, last: int, owner) -> None:
         if self.intersects_area(start, last) or self.intersects_allowed(start, last):
@@ -295,12 +297,7 @@ class Ioas(IommufdObject):
         lo, hi = PAGE_SIZE, ULONG_MAX - PAGE_SIZE
         if not self.allowed:
             return [(lo, hi)]
-        merged: list[list[int]] = []
-        for s, l in self.allowed:
-            if merged and s <= merged[-1][1] + 1:
-                merged[-1][1] = max(merged[-1][1], l)
-            else:
-                merged.append([s, l])
+        merged = _merge_inclusive(self.allowed)
         out = []
         for s, l in merged:
             s, l = max(s, lo), min(l, hi)
@@ -648,11 +645,16 @@ def _gmem_map_mode(ctx, ioas, ref) -> str:
     return mode
 
 
+def _revoke_area(a: Area) -> None:
+    """The revoke hook the invalidation policy is handed."""
+    a.ioas.revoke_area(a)
+
+
 def _subscribe_gmem(ctx, pages) -> None:
     """The protective notifier: the guest_memfd tells this pages object about
     punches and conversions; the IOAS policies decide (policy.py)."""
     def on_event(event):
-        gmem_policy.gmem_event(ctx, pages, event)
+        gmem_policy.gmem_event(ctx, pages, event, _revoke_area)
 
     gmem = pages.gmem
     ret = gmem.subscribe(on_event)
@@ -728,7 +730,6 @@ def h_option(ctx, cmd, ucmd):
         if cmd.op == IOMMU_OPTION_OP_GET:
             cmd.val64 = 1 if ctx.account_mode == "mm" else 0
         elif cmd.op == IOMMU_OPTION_OP_SET:
-            from .pages import _caller_has_cap
             if not _caller_has_cap(ucmd.caller, "CAP_SYS_RESOURCE"):
                 raise err(errno.EPERM, "RLIMIT_MODE SET needs CAP_SYS_RESOURCE")
             if len(ctx):
@@ -742,7 +743,14 @@ def h_option(ctx, cmd, ucmd):
         else:
             raise err(errno.EOPNOTSUPP, "unknown option op")
     elif cmd.option_id == gmem_policy.GMEMFS_OPTION_GMEM_POLICY:
-        gmem_policy.h_option(ctx, cmd)
+        ioas = ctx.lookup(cmd.object_id, C.IOAS)
+        st = gmem_policy.state(ioas)
+        if cmd.op == IOMMU_OPTION_OP_GET:
+            cmd.val64 = gmem_policy.policy_id(st)
+        elif cmd.op == IOMMU_OPTION_OP_SET:
+            gmem_policy.set_policy(st, cmd.val64, ioas.areas.values())
+        else:
+            raise err(errno.EOPNOTSUPP, "unknown option op")
     elif cmd.option_id == IOMMU_OPTION_HUGE_PAGES:
         ioas = ctx.lookup(cmd.object_id, C.IOAS)
         if cmd.op == IOMMU_OPTION_OP_GET:

@@ -2,7 +2,7 @@
 
 `IoptTable` is the I/O page table of one IOAS for its guest_memfd areas (every
 domain of an IOAS translates the same areas, so one table serves them all).
-It is a `gmemfs.extents.RangeMap` keyed by IOVA whose values are `Iopte`
+It is an `intervals.RangeMap` keyed by IOVA whose values are `Iopte`
 tuples; a run ``[s, e) -> Iopte(size, kind, gmem, delta, epoch)`` stands for
 ``(e - s) / size`` IOPTEs of that size: no per-page objects, a 1 TiB area is
 one run until something splits it.
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
 
-from gmemfs.extents import RangeMap
+from intervals import RangeMap, spans
 
 SMALL = 4096
 HUGE = 2 << 20
@@ -56,61 +56,13 @@ def _up(x: int) -> int:
 
 def _windows_touched(runs: Iterable[Tuple[int, int]]) -> List[Tuple[int, int]]:
     """Merged window-aligned spans of the windows that the runs touch."""
-    out: List[List[int]] = []
-    for s, e in runs:
-        ws, we = _down(s), _up(e)
-        if out and ws <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], we)
-        else:
-            out.append([ws, we])
-    return [(a, b) for a, b in out]
+    return spans.merge((_down(s), _up(e)) for s, e in runs)
 
 
-def _intersect(a: List[Tuple[int, int]], b: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
-    out, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        s, e = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if s < e:
-            out.append((s, e))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def _subtract(a: List[Tuple[int, int]], b: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
-    out = []
-    j = 0
-    for s, e in a:
-        cur = s
-        while j < len(b) and b[j][1] <= cur:
-            j += 1
-        k = j
-        while k < len(b) and b[k][0] < e:
-            if b[k][0] > cur:
-                out.append((cur, b[k][0]))
-            cur = max(cur, b[k][1])
-            k += 1
-        if cur < e:
-            out.append((cur, e))
-    return out
-
-
-def _merge_spans(spans: Iterable[Tuple[int, int]]) -> List[Tuple[int, int]]:
-    out: List[List[int]] = []
-    for s, e in spans:
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(a, b) for a, b in out]
-
-
-def _count_windows(spans: List[Tuple[int, int]], touching: List[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
-    """How many 2 MiB windows of the (window-aligned) ``spans`` intersect
+def _count_windows(windows: List[Tuple[int, int]], touching: List[Tuple[int, int]]) -> Tuple[int, Optional[int]]:
+    """How many 2 MiB windows of the (window-aligned) ``windows`` intersect
     ``touching``; and the first such window."""
-    hit = _intersect(spans, _windows_touched(touching))
+    hit = spans.intersect(windows, _windows_touched(touching))
     n = sum((e - s) // HUGE for s, e in hit)
     return n, (hit[0][0] if hit else None)
 
@@ -141,7 +93,7 @@ class IoptTable:
         return {"huge": huge, "small": small, "runs": len(self.map)}
 
     def _spans(self, s: int, e: int, size: int) -> List[Tuple[int, int]]:
-        return _merge_spans((a, b) for a, b, v in self.map.iter(_down(s), _up(e)) if v.size == size)
+        return spans.merge((a, b) for a, b, v in self.map.iter(_down(s), _up(e)) if v.size == size)
 
     # ------------------------------------------------------------ updates
     def clear(self, s: int, e: int) -> None:
@@ -162,7 +114,7 @@ class IoptTable:
         for a, b, v in victims:
             if v.size == HUGE:
                 huge_hit.append((_down(a), _up(b)))
-        huge_hit = _merge_spans(huge_hit)
+        huge_hit = spans.merge(huge_hit)
         old_huge = self._spans(s, e, HUGE)
         removed = 0
         for a, b, v in victims:
@@ -175,7 +127,7 @@ class IoptTable:
                 if v.size == HUGE:
                     remain.append((a, b))
                     self.map.set(a, b, v._replace(size=SMALL))
-        splits, first = _count_windows(_intersect(old_huge, huge_hit), remain)
+        splits, first = _count_windows(spans.intersect(old_huge, huge_hit), remain)
         return removed, splits, first
 
     def rewrite(self, s: int, e: int, desired: Iterable[Tuple[int, int, str, object]],
@@ -216,6 +168,6 @@ class IoptTable:
         changed = before != self.map.runs(s, e)
         new_huge = self._spans(s, e, HUGE)
         new_small = [(a, b) for a, b, v in self.map.iter(_down(s), _up(e)) if v.size == SMALL]
-        splits, split_at = _count_windows(_subtract(old_huge, new_huge), new_small)
-        merges, merge_at = _count_windows(_subtract(new_huge, old_huge), old_small)
+        splits, split_at = _count_windows(spans.subtract(old_huge, new_huge), new_small)
+        merges, merge_at = _count_windows(spans.subtract(new_huge, old_huge), old_small)
         return changed, splits, split_at, merges, merge_at

@@ -26,8 +26,9 @@ from __future__ import annotations
 import errno
 import os
 
-from .context import err
-from .intervals import RangeCounter
+from intervals import RangeCounter
+
+from .errors import err
 
 PAGE_SIZE = 4096
 ULONG_MAX = (1 << 64) - 1
@@ -56,7 +57,7 @@ class System:
         rc = self.pins.get(key)
         if rc is None:
             return 0
-        return next(rc.segments(page, page + 1))[2]
+        return rc.count_at(page)
 
     # --- memlock accounting -------------------------------------------------
     def charge(self, acct, npages: int) -> None:

@@ -43,6 +43,11 @@ through a shared IOPTE fails with EAGAIN + error_offset (v8 convention) and a
 private page fails with EPERM.
 
 IOPTEs live in an `iopte.IoptTable` per IOAS (guest_memfd areas only).
+
+A policy acts on what it is handed: the IOAS and its areas (ioas.py calls
+the hooks below), the pages object a guest_memfd event is for, and the
+``revoke(area)`` hook that takes an area out of its IOAS.  It never imports
+the IOAS model.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ from __future__ import annotations
 import errno
 from typing import List, Optional, Tuple
 
-from .context import err
+from . import context as C
+from .errors import err
 from .events import EventLog
 from .iopte import HUGE, IoptTable
 from .platform import (CcConfig, FAULT_INVALIDATED, FAULT_RMP, POLICIES, POLICY_IDS)
@@ -227,8 +233,8 @@ def on_area_gone(a) -> None:
         state(a.ioas).iopt.clear(a.iova, a.iova + a.length)
 
 
-def has_gmem(ioas) -> bool:
-    return any(is_gmem_area(a) for a in ioas.areas.values())
+def has_gmem(areas) -> bool:
+    return any(is_gmem_area(a) for a in areas)
 
 
 # ------------------------------------------------------ guest_memfd events
@@ -246,8 +252,10 @@ def _area_iova_range(a, off: int, end: int):
     return (s, e) if s < e else None
 
 
-def gmem_event(ctx, pages, event) -> None:
-    """The guest_memfd of ``pages`` announces a punch or a conversion."""
+def gmem_event(ctx, pages, event, revoke) -> None:
+    """The guest_memfd of ``pages`` announces a punch or a conversion.
+    ``revoke(area)`` takes a whole area out of its IOAS (the 'revoke'
+    policy and the legacy hook use it)."""
     kind = _ev(event, "kind")
     phase = _ev(event, "phase", "before")
     off = _ev(event, "offset", 0)
@@ -260,7 +268,7 @@ def gmem_event(ctx, pages, event) -> None:
     if custom is not None:                # legacy hook: 'revoke' | 'ignore'
         for a, _ in hits:
             if not a.revoked and custom(event, a) == "revoke":
-                _revoke(ctx, a, kind, off)
+                _revoke(ctx, a, kind, off, revoke)
         return
     cc = config(ctx)
     if phase == "before" and kind == "to_private" and cc.strict_applies:
@@ -272,7 +280,7 @@ def gmem_event(ctx, pages, event) -> None:
         if phase == "before":
             if kind == "punch":
                 if pol == "revoke":
-                    _revoke(ctx, a, kind, off)
+                    _revoke(ctx, a, kind, off, revoke)
                 elif pol == "invalidate":
                     _remove(ctx, a, s, e, None, "punch", "invalidate")
                 elif pol == "mirror":
@@ -292,9 +300,9 @@ def gmem_event(ctx, pages, event) -> None:
             _rewrite(ctx, a, s, e, f"mirror: {kind}" + (" aborted" if phase == "abort" else ""))
 
 
-def _revoke(ctx, a, kind, off) -> None:
+def _revoke(ctx, a, kind, off, revoke) -> None:
     g, delta, _ = _geom(a)
-    a.ioas.revoke_area(a)
+    revoke(a)
     events(ctx).emit("revoke", policy=policy_of(a.ioas), ioas=a.ioas.id, iova=a.iova,
                      gmem=gmem_name(g), offset=a.iova - delta,
                      detail=f"{kind} at offset {off:#x} inside the area: whole area "
@@ -422,24 +430,22 @@ def revoked_access(ctx, idev, area, at: int) -> None:
 
 # ----------------------------------------------------------- IOMMU_OPTION
 
-def h_option(ctx, cmd) -> None:
-    """IOMMU_OPTION with option_id GMEMFS_OPTION_GMEM_POLICY."""
-    from .ioas import IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET
-    from . import context as C
-    ioas = ctx.lookup(cmd.object_id, C.IOAS)                     # ENOENT
-    st = state(ioas)
-    if cmd.op == IOMMU_OPTION_OP_GET:
-        cmd.val64 = POLICY_IDS[st.policy]
-    elif cmd.op == IOMMU_OPTION_OP_SET:
-        if cmd.val64 >= len(POLICIES):
-            raise err(errno.EINVAL, f"unknown guest_memfd policy {cmd.val64}")
-        new = POLICIES[cmd.val64]
-        if new != st.policy and has_gmem(ioas):
-            raise err(errno.EBUSY, "the IOAS maps a guest_memfd: unmap it before changing "
-                      "the policy")
-        st.policy = new
-    else:
-        raise err(errno.EOPNOTSUPP, "unknown option op")
+def policy_id(st: IoasGmem) -> int:
+    """GET of GMEMFS_OPTION_GMEM_POLICY: the GMEMFS_GMEM_POLICY_* value."""
+    return POLICY_IDS[st.policy]
+
+
+def set_policy(st: IoasGmem, value: int, areas) -> None:
+    """SET of GMEMFS_OPTION_GMEM_POLICY on the IOAS whose state is ``st`` and
+    whose areas are ``areas``: EINVAL for an unknown value, EBUSY while a
+    guest_memfd is mapped (unmap it first)."""
+    if value >= len(POLICIES):
+        raise err(errno.EINVAL, f"unknown guest_memfd policy {value}")
+    new = POLICIES[value]
+    if new != st.policy and has_gmem(areas):
+        raise err(errno.EBUSY, "the IOAS maps a guest_memfd: unmap it before changing "
+                  "the policy")
+    st.policy = new
 
 
 # ------------------------------------------------------------------ views
@@ -479,7 +485,6 @@ def describe(contexts, cc: Optional[CcConfig] = None) -> dict:
     out = {"contexts": []}
     if cc is not None:
         out.update(cc.context_options())
-    from . import context as C
     for label, ctx in contexts:
         out["contexts"].append({"context": label,
                                 "ioas": [describe_ioas(i) for i in ctx.objects(C.IOAS)]})

@@ -22,7 +22,9 @@ from __future__ import annotations
 import errno
 
 from . import context as C
-from .context import IommufdObject, err
+from . import dma
+from .context import IommufdObject
+from .errors import err
 from .hwpt import (Device, IOMMU_HWPT_ALLOC_PASID, MOCK_DEV_FLAGS,
                    MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_DEV_CACHE_NUM)
 from .pages import PAGE_SIZE, ULONG_MAX
@@ -306,7 +308,6 @@ OPS = {
 def h_test_cmd(ctx, cmd, ucmd):
     fn = OPS.get(cmd.op)
     if fn is None:
-        from . import dma
         fn = dma.OPS.get(cmd.op)
     if fn is None:
         raise err(errno.EOPNOTSUPP, f"unknown selftest op {cmd.op}")

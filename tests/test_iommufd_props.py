@@ -1,4 +1,5 @@
-"""Hypothesis property tests of the IOAS model and the interval helpers.
+"""Hypothesis property tests of the IOAS model (the interval library has its
+own: tests/test_intervals.py).
 
 Oracles are naive re-statements of the spec over plain lists: §4.5 (the
 allocator), §4.9 (UNMAP with partial effect), disjoint areas.
@@ -10,7 +11,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import ioctl_abi as A
 from fakes import IommufdHarness
-from iommufd_emu.intervals import IntervalSet, RangeCounter
 
 PS = 4096
 U64 = (1 << 64) - 1
@@ -226,42 +226,3 @@ def test_ioas_operations_keep_areas_disjoint_and_unmap_returns_what_was_mapped(s
             assert all(a.held for a in ioas.areas.values())
     h.ctx.close()
     assert h.system.pins == {} and h.system.locked == {}
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 60), st.sampled_from([1, -1])),
-                max_size=30))
-def test_range_counter_matches_naive(ops_):
-    rc = RangeCounter()
-    naive = [0] * 300
-    for s, n, d in ops_:
-        e = s + n
-        if d < 0 and any(naive[x] == 0 for x in range(s, e)):
-            continue
-        before = naive[s:e]
-        crossed = rc.add(s, e, d)
-        for x in range(s, e):
-            naive[x] += d
-        flips = {s + k for k, v in enumerate(before) if (v == 0) != (naive[s + k] == 0)}
-        assert {x for cs, ce in crossed for x in range(cs, ce)} == flips
-        for cs, ce, v in rc.segments(0, 300):
-            assert all(naive[x] == v for x in range(cs, ce))
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 200), st.integers(0, 40)), max_size=30))
-def test_interval_set_matches_naive(ops_):
-    iv = IntervalSet()
-    naive = set()
-    for add, s, n in ops_:
-        if add:
-            iv.add(s, s + n)
-            naive |= set(range(s, s + n))
-        else:
-            iv.remove(s, s + n)
-            naive -= set(range(s, s + n))
-        items = list(iv)
-        assert {x for a, b in items for x in range(a, b)} == naive
-        for (a1, b1), (a2, b2) in zip(items, items[1:]):
-            assert b1 < a2                       # merged and disjoint
-        assert {x for a, b in iv.overlaps(50, 120) for x in range(a, b)} == naive & set(range(50, 120))

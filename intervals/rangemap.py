@@ -1,4 +1,4 @@
-"""Interval structures: a map from half-open integer ranges to values.
+"""The map of the interval library: half-open integer ranges to values.
 
 `RangeMap` maps ranges ``[start, end)`` of integers (bytes or page indices, the
 map does not care) to values.  It stores *runs*: maximal ranges with one
@@ -255,16 +255,23 @@ class RangeMap:
             raise ValueError("give both start and end, or neither")
         self.set(start, end, None)
 
-    def add(self, start: int, end: int, delta: Any) -> None:
+    def add(self, start: int, end: int, delta: Any, floor: Any = None) -> list:
         """Add ``delta`` to every position of ``[start, end)``.
 
         Holes count as 0; runs that end up equal to 0 become holes.
-        Adding 0 changes nothing.
+        Adding 0 changes nothing.  With ``floor``, a position that would end
+        below it raises ValueError and nothing changes (a counter that must
+        not go negative passes ``floor=0``).
+
+        Returns the sub-ranges that crossed zero (0 -> non-zero or
+        non-zero -> 0), in order, adjacent ones merged: what a pin counter
+        needs to know to take or drop the real pins.
         """
         if not self._check_range(start, end) or delta == 0:
-            return
+            return []
         d = self._d
-        # Old pieces inside [start, end), clipped, with holes as 0.
+        # Old pieces inside [start, end), clipped; nothing changes until the
+        # new runs are known (and checked against ``floor``).
         pieces = []
         head = tail = None
         lk = self._floor_lt(start)
@@ -275,16 +282,24 @@ class RangeMap:
                 pieces.append((start, min(le, end), lv))
                 if le > end:
                     tail = (le, lv)
-        for k in list(d.irange(start, end, (True, False))):
+        keys = self._keys_in(start, end)
+        for k in keys:
             ke, kv = d[k]
-            del d[k]
             pieces.append((k, min(ke, end), kv))
             if ke > end:
                 tail = (ke, kv)
         new = []
-        pos = start
+        crossed = []
 
-        def emit(s: int, e: int, v: Any) -> None:
+        def emit(s: int, e: int, old: Any) -> None:
+            v = old + delta
+            if floor is not None and v < floor:
+                raise ValueError(f"[{s:#x}, {e:#x}) would go below {floor!r}")
+            if (old == 0) != (v == 0):
+                if crossed and crossed[-1][1] == s:
+                    crossed[-1] = (crossed[-1][0], e)
+                else:
+                    crossed.append((s, e))
             if v == 0:
                 return
             if new and new[-1][1] == s and new[-1][2] == v:
@@ -292,13 +307,16 @@ class RangeMap:
             else:
                 new.append((s, e, v))
 
+        pos = start
         for s, e, v in pieces:
             if pos < s:
-                emit(pos, s, delta)
-            emit(s, e, v + delta)
+                emit(pos, s, 0)
+            emit(s, e, v)
             pos = e
         if pos < end:
-            emit(pos, end, delta)
+            emit(pos, end, 0)
+        for k in keys:
+            del d[k]
         # Re-attach the outside pieces, merging where values meet.
         if head is not None:
             d[head[0]] = (start, head[1])
@@ -308,6 +326,7 @@ class RangeMap:
             d[s] = (e, v)
         self._merge_at(start)
         self._merge_at(end)
+        return crossed
 
     def _merge_at(self, pos: int) -> None:
         """Merge the run ending at ``pos`` with the run starting there if equal."""

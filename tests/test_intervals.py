@@ -1,11 +1,12 @@
-"""Tests for gmemfs.extents.RangeMap: unit tests plus hypothesis properties
-against a naive per-position reference on a small space."""
+"""Tests of the interval library (intervals/): RangeMap unit tests plus
+hypothesis properties against a naive per-position reference on a small
+space, and the same for its counter and set views and for span lists."""
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gmemfs.extents import RangeMap
+from intervals import IntervalSet, RangeCounter, RangeMap, spans
 
 SPACE = 48  # positions 0..47 in the reference
 
@@ -270,3 +271,104 @@ class RangeMapMachine(RuleBasedStateMachine):
 TestRangeMapMachine = RangeMapMachine.TestCase
 TestRangeMapMachine.settings = settings(max_examples=150, stateful_step_count=40,
                                         deadline=None)
+
+
+# ------------------------------------------------- the counter and the set
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 60), st.sampled_from([1, -1])),
+                max_size=30))
+def test_range_counter_matches_naive(ops_):
+    rc = RangeCounter()
+    naive = [0] * 300
+    for s, n, d in ops_:
+        e = s + n
+        if d < 0 and any(naive[x] == 0 for x in range(s, e)):
+            continue
+        before = naive[s:e]
+        crossed = rc.add(s, e, d)
+        for x in range(s, e):
+            naive[x] += d
+        flips = {s + k for k, v in enumerate(before) if (v == 0) != (naive[s + k] == 0)}
+        assert {x for cs, ce in crossed for x in range(cs, ce)} == flips
+        for cs, ce, v in rc.segments(0, 300):
+            assert all(naive[x] == v for x in range(cs, ce))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 200), st.integers(0, 40)), max_size=30))
+def test_interval_set_matches_naive(ops_):
+    iv = IntervalSet()
+    naive = set()
+    for add, s, n in ops_:
+        if add:
+            iv.add(s, s + n)
+            naive |= set(range(s, s + n))
+        else:
+            iv.remove(s, s + n)
+            naive -= set(range(s, s + n))
+        items = list(iv)
+        assert {x for a, b in items for x in range(a, b)} == naive
+        for (a1, b1), (a2, b2) in zip(items, items[1:]):
+            assert b1 < a2                       # merged and disjoint
+        assert {x for a, b in iv.overlaps(50, 120) for x in range(a, b)} == naive & set(range(50, 120))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(ranges, st.integers(-3, 3)), max_size=25))
+def test_add_reports_zero_crossings_and_floor_refuses_without_change(ops):
+    """RangeMap.add returns the ranges that crossed zero; with floor=0 an add
+    that would take a position below zero raises ValueError and leaves the
+    map as it was (a pin counter never goes negative, even on a bug)."""
+    m = RangeMap()
+    ref = [0] * SPACE
+    for (s, e), dlt in ops:
+        before = m.runs()
+        if any(ref[i] + dlt < 0 for i in range(s, e)):
+            with pytest.raises(ValueError):
+                m.add(s, e, dlt, floor=0)
+            assert m.runs() == before
+            continue
+        crossed = m.add(s, e, dlt, floor=0)
+        flips = {i for i in range(s, e) if (ref[i] == 0) != (ref[i] + dlt == 0)}
+        for i in range(s, e):
+            ref[i] += dlt
+        assert {i for cs, ce in crossed for i in range(cs, ce)} == flips
+        for (_, e1), (s2, _) in zip(crossed, crossed[1:]):
+            assert e1 < s2                      # merged: adjacent crossings are one range
+        m.check_invariants()
+
+
+# ------------------------------------------------------------------ spans
+
+def _disjoint(pairs):
+    """Sorted disjoint half-open spans covering exactly the positions of pairs."""
+    pos = sorted({i for s, e in pairs for i in range(s, e)})
+    out = []
+    for i in pos:
+        if out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out
+
+
+span_lists = st.lists(ranges, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(span_lists, span_lists)
+def test_spans_merge_intersect_subtract_match_sets(a, b):
+    """merge gives sorted disjoint spans with no two touching; intersect and
+    subtract of disjoint span lists are the set operations on positions."""
+    def points(sp):
+        return {i for s, e in sp for i in range(s, e)}
+    m = spans.merge(sorted(p for p in a if p[0] < p[1]))
+    assert points(m) == points(a) and all(s < e for s, e in m)
+    for (_, e1), (s2, _) in zip(m, m[1:]):
+        assert e1 < s2                            # disjoint, touching ones merged
+    da, db = _disjoint(a), _disjoint(b)
+    assert points(spans.intersect(da, db)) == points(da) & points(db)
+    assert points(spans.subtract(da, db)) == points(da) - points(db)
+    for out in (spans.intersect(da, db), spans.subtract(da, db)):
+        assert out == sorted(out) and all(s < e for s, e in out)

@@ -1,0 +1,107 @@
+"""MNT/iommu: /dev/iommu (node kind IommuNode).
+
+Every open is a new, independent iommufd context (iommufd_emu.Context, the
+open's private state), torn down at the last close. Its one file operation
+is ioctl: the request goes to the model's dispatch table
+(iommufd_emu/dispatch.py), which reads and writes the caller's struct itself.
+An emulated device DMA (IOMMU_TEST_CMD GMEMFS_TEST_OP_DMA) first makes the
+guest_memfd model exact: the pages the kernel caches are written back and
+dropped before the access and dropped again after it.
+"""
+from __future__ import annotations
+
+import stat
+
+import ioctl_abi as abi
+from gmemfs import fuse_ll as F
+from gmemfs.caller import Caller
+from iommufd_emu import dispatch
+from iommufd_emu.context import Context
+
+from .base import Node
+
+IOMMU_INO = 2
+_TEST_CMD = abi.IOMMU_TEST_CMD
+
+
+class IommuNode(Node):
+    """MNT/iommu: every open is a new iommufd context."""
+
+    def __init__(self, mount):
+        super().__init__(mount, "iommu", stat.S_IFREG | 0o666, ino=IOMMU_INO)
+        self._ctx_opts = {**mount.cc.context_options(), "events": mount.events}
+        self._dispatch = dispatch.ioctl
+        self._resolve_own = mount.resolve_own
+
+    def open(self, of):
+        of.private = ctx = Context(self._ctx_opts)
+        of.direct_io = of.nonseekable = True
+        self.mount.contexts[of] = ctx
+        self.mount.stats["contexts_opened"] += 1
+
+    def release(self, of):
+        self.mount.contexts.pop(of, None)
+        try:
+            of.private.close()
+        finally:
+            self.mount.stats["contexts_closed"] += 1
+
+    def ioctl(self, req, of, cmd: int, arg: int, in_data: bytes, out_size: int,
+              prefetch=None, creds=None):
+        m = self.mount
+        caller = Caller(*creds, self._resolve_own) if creds else m.caller(req)
+        if cmd == _TEST_CMD and m.cached and _is_dma_op(caller, arg, prefetch):
+            m.spawn(self._coherent_dma, req, of, cmd, arg, caller, prefetch)
+            return
+        F.reply_ioctl(req, self._run(of, cmd, arg, caller, prefetch))
+
+    def _run(self, of, cmd: int, arg: int, caller, prefetch) -> int:
+        """One iommufd ioctl through the model's dispatch table, counted and
+        logged; returns the ioctl's value or raises its OSError."""
+        m = self.mount
+        try:
+            ret = self._dispatch(of.private, cmd, arg, caller, prefetch)
+        except OSError as e:
+            m.stats["ioctl_errors"] += 1
+            if m.debug:
+                m.log_ioctl(cmd, caller.tid, e.errno, e.strerror)
+                e.gmemfs_logged = True
+            raise
+        if m.debug:
+            m.log_ioctl(cmd, caller.tid, 0, None)
+        return ret or 0
+
+    async def _coherent_dma(self, req, of, cmd: int, arg: int, caller, prefetch):
+        """An emulated device DMA sees exactly what processes wrote through
+        their mappings, without msync, and they see what it wrote: before the
+        access, every guest_memfd page the kernel caches is written back and
+        dropped (so the model holds the truth); after it, pages faulted in
+        meanwhile are dropped again (a device write must not be shadowed by a
+        stale cached copy)."""
+        m = self.mount
+        try:
+            nodes = list(m.cached)
+            for n in nodes:
+                await m.invalidate(n)
+            ret = self._run(of, cmd, arg, caller, prefetch)
+            for n in nodes:
+                if n in m.cached:
+                    await m.invalidate(n)
+            F.reply_ioctl(req, ret)
+        except Exception as e:
+            F._fail(req, e, "ioctl DMA")
+
+
+def _is_dma_op(caller, arg: int, prefetch: bytes | None) -> bool:
+    if prefetch is not None and len(prefetch) >= 8:
+        op = prefetch[4:8]
+    else:
+        try:
+            op = caller.read(arg + 4, 4)
+        except OSError:
+            return False     # dispatch reports the fault
+    return int.from_bytes(op, "little") == abi.GMEMFS_TEST_OP_DMA
+
+
+def install(mount) -> None:
+    mount.add(IommuNode(mount), mount.root)
