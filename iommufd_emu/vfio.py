@@ -214,11 +214,14 @@ class VfioPciDevice:
                 self.intx_masked = False
 
     def _set_unmask_fd(self, trig: Optional[Trigger]) -> None:
-        if self.unmask_fd is not None:
-            self.unmask_fd.close()
-        self.unmask_fd = trig
-        if self.on_change is not None:
-            self.on_change(self)
+        """The irqfd-style unmask eventfd: whoever drives the device watches
+        it (``on_change(old, new)`` before ``old`` is closed) and calls
+        `intx_unmask` when it is signalled."""
+        old, self.unmask_fd = self.unmask_fd, trig
+        if self.on_change is not None and (old is not None or trig is not None):
+            self.on_change(old, trig)
+        if old is not None:
+            old.close()
 
     def irqs_off(self) -> None:
         for t in [self.intx_trigger, *self.msi_triggers]:
@@ -374,6 +377,8 @@ class VfioDeviceFile:
             idev.detach(ctx)
             idev.put()
             ctx.remove(idev)
+        if ctx is not None:
+            ctx.unhold()
 
 
 # ===========================================================================
@@ -429,6 +434,7 @@ def bind_end(f: VfioDeviceFile, caller, req: BindRequest, ctx) -> int:
         ctx.remove(idev)
         raise
     f.ctx, f.idev = ctx, idev
+    ctx.hold()
     dev.file = f
     f.access_granted = True
     return 0

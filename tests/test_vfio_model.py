@@ -588,7 +588,7 @@ def test_intx_unmask_eventfd_is_kept_for_the_adapter(rb):
     r = rb
     efd, ufd = r.caller.eventfd(), r.caller.eventfd()
     seen = []
-    r.dev.on_change = lambda d: seen.append(d.unmask_fd)
+    r.dev.on_change = lambda old, new: seen.append(new)
     r.set_irqs(V.SET_DATA_EVENTFD | V.SET_ACTION_TRIGGER, V.INTX, 0, 1, struct.pack("<i", efd))
     r.set_irqs(V.SET_DATA_EVENTFD | V.SET_ACTION_UNMASK, V.INTX, 0, 1, struct.pack("<i", ufd))
     assert seen and seen[-1] is not None
