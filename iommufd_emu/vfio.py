@@ -134,7 +134,7 @@ class VfioPciDevice:
 
     def __init__(self, name: str = "vfio0") -> None:
         self.name = name
-        self.config = PciConfig(0x1234, 0x11E8, 0x10, 0xFF0000, subsys_vendor=0x1AF4,
+        self.config = PciConfig(0x1234, 0x11E8, 0x10, 0x00FF00, subsys_vendor=0x1AF4,
                                 subsys_id=0x1100, bars={0: 1 << 20}, int_pin=1, msi_vectors=1)
         self.edu = Edu(self._dma, self._irq)
         self.file: Optional["VfioDeviceFile"] = None      # the bound file

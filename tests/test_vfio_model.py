@@ -189,7 +189,7 @@ def edu_config():
 def test_config_header_is_edu():
     c = edu_config()
     r = lambda off, n: int.from_bytes(c.read(off, n), "little")
-    assert (r(0, 2), r(2, 2), r(8, 1), r(9, 3)) == (0x1234, 0x11E8, 0x10, 0xFF0000)
+    assert (r(0, 2), r(2, 2), r(8, 1), r(9, 3)) == (0x1234, 0x11E8, 0x10, 0x00FF00)   # PCI_CLASS_OTHERS
     assert (r(0x2C, 2), r(0x2E, 2), r(0x3D, 1), r(0x0E, 1)) == (0x1AF4, 0x1100, 1, 0)
     assert r(6, 2) & 0x10 and r(0x34, 1) == 0x40
     # MSI: id 5, last in the list, 64-bit, one vector
