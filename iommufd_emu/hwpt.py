@@ -235,9 +235,9 @@ class Device(IommufdObject):
     def _reserve_in(self, ioas) -> None:
         """iopt_table_enforce_dev_resv_regions: EADDRINUSE over an area."""
         for s, l in self.resv_regions:
-            if ioas.intersects_area(s, l):
+            if ioas.intersects_area(s, l) or ioas.intersects_allowed(s, l):
                 raise err(errno.EADDRINUSE, f"reserved region [{s:#x}, {l:#x}] of the "
-                          "device is mapped in the IOAS")
+                          "device is mapped or allowed in the IOAS")
         for s, l in self.resv_regions:
             ioas.add_reserved(s, l, self)
 

@@ -417,6 +417,18 @@ def test_attach_ioas_gives_an_x86_domain_with_the_msi_window_reserved(r):
     assert r.err(V.VFIO_DEVICE_ATTACH_IOMMUFD_PT, "<III", 12, 0, ioas) == errno.EADDRINUSE
 
 
+def test_attach_over_an_allowed_range_is_EADDRINUSE_spec_3(r):
+    """iommufd.md §3: adding a reserved range that intersects an allowed range
+    fails with EADDRINUSE (the device's MSI window at attach)."""
+    r.bind()
+    ioas = r.h.ioas_alloc()
+    r.caller.write(r.h.SCRATCH, struct.pack("<QQ", 0xFE000000, 0xFEFFFFFF))
+    r.h.ioctl("IOMMU_IOAS_ALLOW_IOVAS", "iommu_ioas_allow_iovas", ioas_id=ioas, num_iovas=1,
+              allowed_iovas=r.h.SCRATCH)
+    assert r.err(V.VFIO_DEVICE_ATTACH_IOMMUFD_PT, "<III", 12, 0, ioas) == errno.EADDRINUSE
+    assert not r.h.ctx.objects("HWPT_PAGING")          # the auto domain did not stay
+
+
 def test_mock_devices_keep_their_aperture_and_kinds_do_not_mix(r):
     """A selftest mock device and the VFIO device each get a domain of their own kind."""
     r.bind()
