@@ -36,22 +36,11 @@ def _time(fn, n: int) -> float:
     return (time.perf_counter_ns() - t0) / n / 1000.0        # us per read
 
 
-def main() -> int:
-    check_environment()
-    v = Q.qemu_version()
-    if not v or v < (10, 0):
-        raise SystemExit(f"bench: QEMU >= 10 is needed (found {v or 'none'}); ./run installs it")
-    guard()
-    two = (os.cpu_count() or 1) >= 2
-    tmp = Path(tempfile.mkdtemp(prefix="gmemfs-bench-qemu-"))
-    srv = GmemfsMount(tmp / "mnt", tmp / "gmemfs.log", cpu=0 if two else None)
-    q = None
+def measure(srv, tmp: Path, qemu_cpu, label: str) -> dict:
+    q = Q.Qemu(srv.mnt, log=tmp / f"qemu-{label}.log")
     try:
-        (tmp / "mnt").mkdir()
-        srv.start()
-        q = Q.Qemu(srv.mnt, log=tmp / "qemu.log")
-        if two:
-            os.sched_setaffinity(q.proc.pid, {1})
+        if qemu_cpu is not None:
+            os.sched_setaffinity(q.proc.pid, {qemu_cpu})
         q.setup_device()
         bar, ram = q.bar0, 0x100000
         ops = {"bar": lambda: q.readl(bar), "ram": lambda: q.readl(ram),
@@ -63,18 +52,41 @@ def main() -> int:
         for _ in range(ROUNDS):
             for k, f in ops.items():
                 res[k].append(_time(f, N))
-        med = {k: statistics.median(v) for k, v in res.items()}
-        log(f"QEMU {v[0]}.{v[1]}, {ROUNDS} interleaved rounds of {N} reads each "
-            f"(server {'CPU 0, QEMU CPU 1' if two else 'unpinned'})")
-        log(f"  BAR0 readl (QEMU -> pread -> gmemfs -> edu): {med['bar']:8.1f} us")
-        log(f"  guest RAM readl (qtest alone):               {med['ram']:8.1f} us")
-        log(f"  config read (outl 0xcf8 + inl 0xcfc):        {med['config']:8.1f} us")
-        log(f"RESULT bar_us={med['bar']:.1f} ram_us={med['ram']:.1f} config_us={med['config']:.1f} "
-            f"bar_over_ram={med['bar'] / med['ram']:.2f} bar_over_config={med['bar'] / med['config']:.2f}")
+        return {k: statistics.median(v) for k, v in res.items()}
+    finally:
+        q.quit()
+
+
+def main() -> int:
+    check_environment()
+    v = Q.qemu_version()
+    if not v or v < (10, 0):
+        raise SystemExit(f"bench: QEMU >= 10 is needed (found {v or 'none'}); ./run installs it")
+    guard()
+    two = (os.cpu_count() or 1) >= 2
+    tmp = Path(tempfile.mkdtemp(prefix="gmemfs-bench-qemu-"))
+    srv = GmemfsMount(tmp / "mnt", tmp / "gmemfs.log", cpu=0 if two else None)
+    try:
+        (tmp / "mnt").mkdir()
+        srv.start()
+        log(f"QEMU {v[0]}.{v[1]}; per placement {ROUNDS} interleaved rounds of {N} reads of each "
+            "kind; medians")
+        log(f"{'placement':28} {'BAR0 readl':>11} {'RAM readl':>10} {'config rd':>10} "
+            f"{'BAR/RAM':>8} {'BAR/config':>10}")
+        placements = [("server+QEMU on CPU 0", 0), ("server CPU 0, QEMU CPU 1", 1)] if two \
+            else [("unpinned", None)]
+        for label, cpu in placements:
+            med = measure(srv, tmp, cpu, str(cpu))
+            log(f"{label:28} {med['bar']:9.1f}us {med['ram']:8.1f}us {med['config']:8.1f}us "
+                f"{med['bar'] / med['ram']:8.2f} {med['bar'] / med['config']:10.2f}")
+            log(f"RESULT placement={cpu} bar_us={med['bar']:.1f} ram_us={med['ram']:.1f} "
+                f"config_us={med['config']:.1f} bar_over_ram={med['bar'] / med['ram']:.2f} "
+                f"bar_over_config={med['bar'] / med['config']:.2f}")
+        log("BAR0 readl: qtest -> QEMU -> pread(device fd) -> FUSE -> gmemfs -> edu and back;")
+        log("RAM readl: the qtest round trip alone; config rd: outl 0xcf8 + inl 0xcfc (two qtest")
+        log("commands, one pread of the config region)")
         return 0
     finally:
-        if q is not None:
-            q.quit()
         finish(tmp, [srv])
 
 
