@@ -85,3 +85,51 @@ def test_dma_into_guest_memfd_map_file_per_policy(client, mount_factory, policy,
     assert row["shared_dma"] == "1" and row["iommu_fault"] == "0"
     got = {k: row[k] for k in EXPECT[policy][platform]}
     assert got == EXPECT[policy][platform]
+
+
+MMAP_PROBE = r"""
+import ctypes, mmap, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+import fcntl, struct
+fd = os.open(sys.argv[1] + "/vfio/devices/vfio0", os.O_RDWR)
+ifd = os.open(sys.argv[1] + "/iommu", os.O_RDWR)
+fcntl.ioctl(fd, 0x3b76, bytearray(struct.pack("<IIiI", 16, 0, ifd, 0)))   # BIND
+os.pwrite(fd, b"\x06\x00", (7 << 40) + 4)                                 # memory + master
+assert os.pread(fd, 4, 0) == b"\xed\x00\x00\x01"                          # BAR0 works
+p = libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+assert p not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+print("mapped", flush=True)
+ctypes.c_uint8.from_address(p).value   # a page-cache fill of BAR0: refused -> SIGBUS
+print("read", flush=True)
+"""
+
+
+def test_regions_offer_no_mmap(mount_factory):
+    """REGION_INFO has no FLAG_MMAP; FUSE cannot refuse mmap() itself, so a
+    touch of a mapping of the device is SIGBUS (the fill is refused), even
+    bound with memory decoding on (where pread of BAR0 works)."""
+    import sys
+    m = mount_factory()
+    r = subprocess.run([sys.executable, "-c", MMAP_PROBE, str(m.path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == -7 and r.stdout == "mapped\n", (r.returncode, r.stdout, r.stderr)
+
+
+def test_vfio_devices_cli_flag(tmp_path):
+    """`gmemfs mount MNT --vfio-devices N` (N >= 0); a negative N is refused."""
+    import sys
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cli = [sys.executable, "-m", "gmemfs", "mount", str(mnt)]
+    r = subprocess.run(cli + ["--vfio-devices", "-1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "vfio_devices" in r.stderr
+    r = subprocess.run(cli + ["--vfio-devices", "3"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    try:
+        assert sorted(p.name for p in (mnt / "vfio" / "devices").iterdir()) == \
+            ["vfio0", "vfio1", "vfio2"]
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], timeout=60)

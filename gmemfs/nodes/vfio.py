@@ -53,9 +53,16 @@ class VfioDeviceNode(Node):
         of.private.close()
 
     def read(self, req, of, size: int, off: int, direct: bool):
+        if not direct:
+            # a page-cache fill: someone mmap()ed the device. No region offers
+            # mmap (REGION_INFO has no FLAG_MMAP) and FUSE cannot refuse the
+            # mmap itself: refuse the fill, so a touch is SIGBUS
+            raise OSError(errno.EIO, "VFIO regions are not mmap-able")
         F.reply_buf(req, of.private.read(off, size))
 
     def write(self, req, of, buf, off: int, writepage: bool):
+        if writepage:
+            raise OSError(errno.EIO, "VFIO regions are not mmap-able")
         data = bytes(buf)
         if self.mount.cached and V.VfioPciDevice.starts_dma(off, data):
             self.mount.spawn(self._coherent_write, req, of, off, data)
