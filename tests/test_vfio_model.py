@@ -711,3 +711,76 @@ def test_close_unbinds_detaches_and_resets(rb):
     f2 = V.VfioDeviceFile(r.dev)                        # the device can be bound again
     assert r.bind(f2)
     f2.close()
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("raise"), st.sampled_from([1, 2, 0x100])),
+    st.tuples(st.just("ack"), st.sampled_from([1, 2, 0x100, 0xFFFFFFFF])),
+    st.tuples(st.just("unmask"), st.just(0)), st.tuples(st.just("mask"), st.just(0)),
+    st.tuples(st.just("intx_on"), st.just(0)), st.tuples(st.just("off"), st.just(0)),
+    st.tuples(st.just("msi_on"), st.just(0)), st.tuples(st.just("reset"), st.just(0))),
+    max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS)
+def test_interrupt_delivery_property(ops):
+    """Whatever the order of raises, acks, masks, unmasks, mode changes and
+    resets: an asserted INTx line is never left unmasked (automask), an
+    asserted line has been signalled since INTx was enabled (no lost
+    interrupt), and MSI signals exactly the raises that leave a non-zero
+    status."""
+    r = Rig()
+    try:
+        r.bind()
+        r.enable()
+        efd = r.caller.eventfd()
+        since_armed = 0          # INTx signals since the line was last low and unmasked
+        user_masked = False
+        for op, v in ops:
+            dev = r.dev
+            mode = dev.irq_type
+            try:
+                if op == "raise":
+                    r.bar_w(0x60, v)
+                elif op == "ack":
+                    r.bar_w(0x64, v)
+                elif op == "unmask":
+                    r.set_irqs(V.SET_DATA_NONE | V.SET_ACTION_UNMASK, V.INTX, 0, 1)
+                    user_masked = False
+                elif op == "mask":
+                    r.set_irqs(V.SET_DATA_NONE | V.SET_ACTION_MASK, V.INTX, 0, 1)
+                    user_masked = True
+                elif op == "intx_on":
+                    r.set_irqs(V.SET_DATA_EVENTFD | V.SET_ACTION_TRIGGER, V.INTX, 0, 1,
+                               struct.pack("<i", efd))
+                    if mode is None:
+                        user_masked = False
+                elif op == "msi_on":
+                    r.set_irqs(V.SET_DATA_EVENTFD | V.SET_ACTION_TRIGGER, V.MSI, 0, 1,
+                               struct.pack("<i", efd))
+                elif op == "off":
+                    idx = V.MSI if mode == V.MSI else V.INTX
+                    r.set_irqs(V.SET_DATA_NONE | V.SET_ACTION_TRIGGER, idx, 0, 0)
+                else:
+                    r.ioctl(V.VFIO_DEVICE_RESET, "<I", 0)
+            except OSError as e:
+                assert e.errno == errno.EINVAL      # mask/unmask without INTx, mode clashes
+                assert op in ("unmask", "mask", "intx_on", "msi_on", "off")
+            got = count(efd)
+            if mode == V.MSI and dev.irq_type == V.MSI:
+                assert got == (1 if op == "raise" else 0), (op, v)
+            if dev.irq_type != V.INTX:
+                assert mode == V.INTX or got == 0 or mode == V.MSI
+                since_armed = 0
+                continue
+            level = dev.edu.irq_status != 0
+            assert not (level and not dev.intx_masked), "an asserted line is unmasked"
+            since_armed += got
+            if level and not user_masked:
+                assert since_armed >= 1, "an asserted line was never signalled"
+            if not level and not dev.intx_masked:
+                since_armed = 0
+    finally:
+        r.f.close()
+        r.h.ctx.close()
