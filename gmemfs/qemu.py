@@ -49,7 +49,7 @@ class Qemu:
     """One QEMU process with the VFIO device of ``mnt`` (see module doc)."""
 
     def __init__(self, mnt, device: str = "vfio0", extra=(), log: Path | None = None,
-                 timeout: float = 60.0, ram_mb: int = 256):
+                 timeout: float = 60.0, ram_mb: int = 256, pass_fds=()):
         self.mnt = Path(mnt)
         self.timeout = timeout
         self.irqs: list[str] = []          # async "IRQ raise N" / "IRQ lower N" lines
@@ -64,7 +64,8 @@ class Qemu:
                      *extra]
         self._err = open(log, "wb") if log else subprocess.PIPE
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._err, pass_fds=(self.iommufd, self.devfd))
+                                     stderr=self._err,
+                                     pass_fds=(self.iommufd, self.devfd, *pass_fds))
         # QEMU holds its own copies now
         os.close(self.iommufd)
         os.close(self.devfd)

@@ -197,3 +197,25 @@ def test_vfio_devices_option(mount_factory, n):
         assert not (m.path / "vfio").exists()
     else:
         assert sorted(p.name for p in (m.path / "vfio" / "devices").iterdir()) == ["vfio0", "vfio1"]
+
+
+def test_two_devices_share_one_ioas_and_domain(mount_factory, tmp_path):
+    """QEMU attaches a second vfio-pci device on the same iommufd to the
+    domain it already has (its autodomains: ATTACH to the existing HWPT)."""
+    import os
+    m = mount_factory("vfio_devices=2")
+    fd2 = os.open(m.path / "vfio" / "devices" / "vfio1", os.O_RDWR)
+    try:
+        q = Q.Qemu(m.path, log=tmp_path / "qemu.log", pass_fds=(fd2,),
+                   extra=["-device", f"vfio-pci,fd={fd2},iommufd=i0,addr=05.0"])
+    finally:
+        os.close(fd2)
+    try:
+        assert q.cfg_readl(0) == 0x11E81234
+        q.cmd(f"outl 0xcf8 {0x80000000 | 5 << 11:#x}")
+        assert int(q.cmd("inl 0xcfc"), 16) == 0x11E81234
+        d0, d1 = json.loads(m.state("vfio"))
+        assert d0["devid"] != d1["devid"] and (d0["hwpt"], d0["ioas"]) == (d1["hwpt"], d1["ioas"])
+    finally:
+        assert q.quit() == 0
+    assert m.contexts() == 0
