@@ -11,11 +11,16 @@ from pathlib import Path
 from gmemfs import mountctl, qemu as Q
 
 
+# ioctls QEMU also issues on the device fd that are not VFIO's
+OTHER = {"0x5401": "TCGETS (a tty probe)"}
+
+
 def _ioctls(log_text: str) -> list[tuple[str, str]]:
     out = []
     for line in log_text.splitlines():
         if " ioctl " in line:
             name, _, rest = line.split(" ioctl ", 1)[1].partition(" ")
+            name = OTHER.get(name, name)
             out.append((name, rest.split("-> ", 1)[-1].split(" ")[0]))
     return out
 
