@@ -74,6 +74,7 @@
 #define vfio_device_feature gmemfs_sys_vfio_device_feature
 #define vfio_pci_hot_reset_info gmemfs_sys_vfio_pci_hot_reset_info
 #define vfio_pci_hot_reset gmemfs_sys_vfio_pci_hot_reset
+#define vfio_device_ioeventfd gmemfs_sys_vfio_device_ioeventfd
 #endif
 #if (defined(_UAPIVFIO_H) || defined(VFIO_H)) && defined(VFIO_DEVICE_BIND_IOMMUFD)
 #define GMEMFS_SYS_VFIO_CDEV 1
@@ -92,6 +93,7 @@
 #undef vfio_device_feature
 #undef vfio_pci_hot_reset_info
 #undef vfio_pci_hot_reset
+#undef vfio_device_ioeventfd
 _Static_assert(sizeof(struct vfio_region_info) == sizeof(struct gmemfs_sys_vfio_region_info),
 	       "system <linux/vfio.h> disagrees with gmemfs on vfio_region_info");
 _Static_assert(sizeof(struct vfio_irq_set) == sizeof(struct gmemfs_sys_vfio_irq_set),

@@ -1032,6 +1032,21 @@ struct vfio_pci_hot_reset {
 	uint32_t count;
 };
 
+#define VFIO_DEVICE_IOEVENTFD_8 0x1
+#define VFIO_DEVICE_IOEVENTFD_16 0x2
+#define VFIO_DEVICE_IOEVENTFD_32 0x4
+#define VFIO_DEVICE_IOEVENTFD_64 0x8
+#define VFIO_DEVICE_IOEVENTFD_SIZE_MASK 0xf
+
+struct vfio_device_ioeventfd {
+	uint32_t argsz;
+	uint32_t flags;
+	uint64_t offset;	/* device fd offset of the write */
+	uint64_t data;
+	int32_t fd;		/* -1: remove */
+	uint32_t reserved;
+};
+
 #define VFIO_DEVICE_FEATURE_MASK 0xffff
 #define VFIO_DEVICE_FEATURE_GET 0x10000
 #define VFIO_DEVICE_FEATURE_SET 0x20000

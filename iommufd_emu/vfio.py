@@ -12,6 +12,10 @@ Knows nothing of FUSE. Objects:
   bound to an iommufd context by ``VFIO_DEVICE_BIND_IOMMUFD``, which
   creates a `VfioIdev` (an iommufd device object, ``out_devid``) in that
   context; closed = unbound (interrupts off, device reset and restored).
+* Eventfds the device *receives* (the INTx unmask eventfd, ioeventfds) are
+  watched by whoever drives the model: ``device.watcher`` has
+  ``watch(trigger, fn)`` (call ``fn()`` each time it is signalled) and
+  ``unwatch(trigger)`` (before the model closes it).
 * `ioctl(file, cmd, arg, caller, resolve_iommufd)` — the device ioctls with
   the kernel's argsz rules and errno (drivers/vfio/device_cdev.c,
   vfio_main.c, pci/vfio_pci_core.c, pci/vfio_pci_intrs.c; see
@@ -54,6 +58,7 @@ VFIO_DEVICE_SET_IRQS = 0x3B6E
 VFIO_DEVICE_RESET = 0x3B6F
 VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = 0x3B70
 VFIO_DEVICE_PCI_HOT_RESET = 0x3B71
+VFIO_DEVICE_IOEVENTFD = 0x3B74
 VFIO_DEVICE_FEATURE = 0x3B75
 VFIO_DEVICE_BIND_IOMMUFD = 0x3B76
 VFIO_DEVICE_ATTACH_IOMMUFD_PT = 0x3B77
@@ -78,6 +83,8 @@ INTX, MSI, MSIX, ERR, REQ, NUM_IRQS = 0, 1, 2, 3, 4, 5
 OFFSET_SHIFT = 40
 OFFSET_MASK = (1 << OFFSET_SHIFT) - 1
 U32_MAX = 0xFFFFFFFF
+IOEVENTFD_SIZE_MASK = 0xF
+IOEVENTFD_MAX = 1000           # VFIO_PCI_IOEVENTFD_MAX
 
 # an x86 IOMMU's interrupt window (IOMMU_RESV_MSI of intel-iommu / amd-iommu)
 X86_MSI_WINDOW = (0xFEE00000, 0xFEEFFFFF)
@@ -142,10 +149,11 @@ class VfioPciDevice:
         self.intx_trigger: Optional[Trigger] = None
         self.intx_masked = False
         self.unmask_fd: Optional[Trigger] = None        # irqfd-style unmask eventfd
+        self.ioeventfds: dict = {}                       # (bar, pos, data, count) -> Trigger
+        self.watcher = None                              # see the module doc
         self.msi_triggers: list = []
         self.req_trigger: Optional[Trigger] = None
         self.low_power = False
-        self.on_change: Optional[Callable[["VfioPciDevice"], None]] = None
         self.counters = {"dma": 0, "dma_faults": 0, "dma_blocked": 0, "interrupts": 0,
                          "resets": 0}
 
@@ -213,15 +221,22 @@ class VfioPciDevice:
             else:
                 self.intx_masked = False
 
+    def _watch(self, trig: Trigger, fn) -> None:
+        if self.watcher is not None:
+            self.watcher.watch(trig, fn)
+
+    def _unwatch(self, trig: Trigger) -> None:
+        if self.watcher is not None:
+            self.watcher.unwatch(trig)
+        trig.close()
+
     def _set_unmask_fd(self, trig: Optional[Trigger]) -> None:
-        """The irqfd-style unmask eventfd: whoever drives the device watches
-        it (``on_change(old, new)`` before ``old`` is closed) and calls
-        `intx_unmask` when it is signalled."""
+        """The irqfd-style unmask eventfd: signalled -> `intx_unmask`."""
         old, self.unmask_fd = self.unmask_fd, trig
-        if self.on_change is not None and (old is not None or trig is not None):
-            self.on_change(old, trig)
         if old is not None:
-            old.close()
+            self._unwatch(old)
+        if trig is not None:
+            self._watch(trig, self.intx_unmask)
 
     def irqs_off(self) -> None:
         for t in [self.intx_trigger, *self.msi_triggers]:
@@ -256,6 +271,9 @@ class VfioPciDevice:
         if self.req_trigger is not None:
             self.req_trigger.close()
             self.req_trigger = None
+        for t in self.ioeventfds.values():
+            self._unwatch(t)
+        self.ioeventfds.clear()
         self.edu.reset()
         self.config.reset()
         self.low_power = False
@@ -659,6 +677,46 @@ def h_hot_reset(f: VfioDeviceFile, caller, arg: int) -> int:
     raise err(errno.ENODEV, "neither a slot nor a bus reset is possible for this device")
 
 
+def h_ioeventfd(f: VfioDeviceFile, caller, arg: int) -> int:
+    """VFIO_DEVICE_IOEVENTFD (vfio_pci_ioctl_ioeventfd, vfio_pci_ioeventfd):
+    when the eventfd is signalled, ``data`` is written (1, 2, 4 or 8 bytes)
+    at the BAR offset, as a CPU write would."""
+    raw = caller.read(arg, 32)
+    argsz, flags, offset, data, fd = struct.unpack("<IIQQi", raw[:28])
+    if argsz < 32:
+        raise err(errno.EINVAL, "IOEVENTFD: argsz < 32")
+    if flags & ~IOEVENTFD_SIZE_MASK:
+        raise err(errno.EINVAL, "IOEVENTFD: unknown flags")
+    count = flags & IOEVENTFD_SIZE_MASK
+    if bin(count).count("1") != 1 or fd < -1:
+        raise err(errno.EINVAL, "IOEVENTFD: not exactly one size, or fd < -1")
+    dev = f.device
+    bar, pos = offset >> OFFSET_SHIFT, offset & OFFSET_MASK
+    if bar > 5 or pos + count > dev.config.bars.get(bar, 0):
+        raise err(errno.EINVAL, "IOEVENTFD: not inside a BAR")
+    key = (bar, pos, data, count)
+    old = dev.ioeventfds.get(key)
+    if old is not None:
+        if fd != -1:
+            raise err(errno.EEXIST, "IOEVENTFD: this write already has an eventfd")
+        del dev.ioeventfds[key]
+        dev._unwatch(old)
+        return 0
+    if fd < 0:
+        raise err(errno.ENODEV, "IOEVENTFD: no such ioeventfd to remove")
+    if len(dev.ioeventfds) >= IOEVENTFD_MAX:
+        raise err(errno.ENOSPC, "IOEVENTFD: too many")
+    t = _trigger(caller, fd)
+    dev.ioeventfds[key] = t
+    payload = (data & ((1 << 8 * count) - 1)).to_bytes(count, "little")
+
+    def fire():
+        if dev.config.memory_enabled and not dev.low_power:      # test_mem: else dropped
+            dev._bar_io(pos, count, payload)
+    dev._watch(t, fire)
+    return 0
+
+
 def _check_feature(flags: int, argsz: int, supported: int, minsz: int) -> int:
     """vfio_check_feature: 0 = PROBE answered, 1 = go on."""
     if flags & (FEATURE_GET | FEATURE_SET) & ~supported:
@@ -703,6 +761,7 @@ HANDLERS = {
     VFIO_DEVICE_RESET: h_reset,
     VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: h_hot_reset_info,
     VFIO_DEVICE_PCI_HOT_RESET: h_hot_reset,
+    VFIO_DEVICE_IOEVENTFD: h_ioeventfd,
 }
 
 NAMES = {v: k for k, v in globals().items() if k.startswith("VFIO_DEVICE_") and isinstance(v, int)}

@@ -35,13 +35,15 @@ def test_qemu_like_flow(client, mount_factory):
     """x86 domain ranges (MSI window reserved, 4 KiB alignment); INTx signals
     once, is automasked, and an unmask through the unmask eventfd re-arms it;
     MSI signals the DMA interrupt; the DMA lands in user memory; an unmapped
-    IOVA is one iommu_fault event; RESET works; no migration (ENOTTY)."""
+    IOVA is one iommu_fault event; RESET works; no migration (ENOTTY); an
+    ioeventfd, when signalled, writes its data to BAR0 (the server watches it)."""
     m = mount_factory()
     out = run(client, m, "flow")
     assert "n=2 align=4096 first=[0,0xfedfffff] second=[0xfef00000,0xffffffffffffffff]" in out
     assert "flags=3 regions=9 irqs=5 config=256@0x70000000000 bar0=1048576@0" in out
     assert "id=0x11e81234 edu=0x10000ed" in out
-    flow, end = results(out)
+    iev, flow, end = results(out)
+    assert iev["liveness"] == "0xffffedcb"
     assert flow == {"intx_first": "1", "intx_after_unmask_fd": "1", "msi": "1", "dma": "1",
                     "fault_events": "1"}
     assert end == {"reset": "0", "feature_migration": str(errno.ENOTTY)}

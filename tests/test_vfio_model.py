@@ -600,10 +600,23 @@ def test_intx_unmask_eventfd_is_kept_for_the_adapter(rb):
     r = rb
     efd, ufd = r.caller.eventfd(), r.caller.eventfd()
     seen = []
-    r.dev.on_change = lambda old, new: seen.append(new)
+
+    class Watcher:
+        def watch(self, trig, fn):
+            seen.append(trig)
+            self.fn = fn
+
+        def unwatch(self, trig):
+            seen.append(None)
+    r.dev.watcher = w = Watcher()
     r.set_irqs(V.SET_DATA_EVENTFD | V.SET_ACTION_TRIGGER, V.INTX, 0, 1, struct.pack("<i", efd))
     r.set_irqs(V.SET_DATA_EVENTFD | V.SET_ACTION_UNMASK, V.INTX, 0, 1, struct.pack("<i", ufd))
     assert seen and seen[-1] is not None
+    r.bar_w(0x60, 1)
+    assert count(efd) == 1 and r.dev.intx_masked
+    r.bar_w(0x64, 1)
+    w.fn()                                        # the unmask eventfd was signalled
+    assert not r.dev.intx_masked
     assert E(r.set_irqs, V.SET_DATA_EVENTFD | V.SET_ACTION_MASK, V.INTX, 0, 1,
              struct.pack("<i", ufd)) == errno.ENOTTY
     r.set_irqs(V.SET_DATA_EVENTFD | V.SET_ACTION_UNMASK, V.INTX, 0, 1, struct.pack("<i", -1))
@@ -784,3 +797,49 @@ def test_interrupt_delivery_property(ops):
     finally:
         r.f.close()
         r.h.ctx.close()
+
+
+class FakeWatcher:
+    def __init__(self):
+        self.fns = {}
+
+    def watch(self, trig, fn):
+        self.fns[trig] = fn
+
+    def unwatch(self, trig):
+        self.fns.pop(trig)
+
+
+def ioeventfd(r, flags, offset, data, fd, argsz=32):
+    return r.ioctl(V.VFIO_DEVICE_IOEVENTFD, "<IIQQiI", argsz, flags, offset, data, fd, 0)
+
+
+def test_ioeventfd_writes_the_bar_when_signalled_vfio_pci_ioeventfd(rb):
+    r = rb
+    r.dev.watcher = w = FakeWatcher()
+    efd = r.caller.eventfd()
+    ioeventfd(r, 4, V.region_offset(0) + 4, 0x1234, efd)          # liveness <- 0x1234
+    (fire,) = w.fns.values()
+    fire()
+    assert r.bar_r(4) == 0xFFFFEDCB
+    assert r.err(V.VFIO_DEVICE_IOEVENTFD, "<IIQQiI", 32, 4, 4, 0x1234, efd, 0) == errno.EEXIST
+    r.enable(0)                                   # memory decoding off: the write is dropped
+    ioeventfd(r, 4, V.region_offset(0) + 0x60, 1, efd)
+    fns = list(w.fns.values())
+    fns[-1]()
+    r.enable()
+    assert r.bar_r(0x24) == 0
+    ioeventfd(r, 4, V.region_offset(0) + 4, 0x1234, -1)           # removed
+    assert len(w.fns) == 1
+    r.f.close()                                   # the last close drops the rest
+    assert not w.fns
+
+
+@pytest.mark.parametrize("vals,want", [
+    ((31, 4, 4, 0, 3, 0), errno.EINVAL), ((32, 0x14, 4, 0, 3, 0), errno.EINVAL),
+    ((32, 3, 4, 0, 3, 0), errno.EINVAL), ((32, 0, 4, 0, 3, 0), errno.EINVAL),
+    ((32, 4, 4, 0, -2, 0), errno.EINVAL), ((32, 4, V.region_offset(7), 0, 3, 0), errno.EINVAL),
+    ((32, 8, (1 << 20) - 4, 0, 3, 0), errno.EINVAL), ((32, 4, V.region_offset(1), 0, 3, 0), errno.EINVAL),
+    ((32, 4, 8, 0, -1, 0), errno.ENODEV), ((32, 4, 8, 0, 99, 0), errno.EBADF)])
+def test_ioeventfd_errno(rb, vals, want):
+    assert rb.err(V.VFIO_DEVICE_IOEVENTFD, "<IIQQiI", *vals) == want

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import stat
 
@@ -34,6 +35,7 @@ from .base import Dir, Node
 from .iommu import GMEMFS_IOCTL_SELF_FH, IommuNode
 
 VFIO_DIR_INO, VFIO_DEVICES_DIR_INO = 7, 8
+log = logging.getLogger("gmemfs.fs")
 
 
 class VfioDeviceNode(Node):
@@ -42,7 +44,7 @@ class VfioDeviceNode(Node):
     def __init__(self, mount, name: str):
         super().__init__(mount, name, stat.S_IFREG | 0o666)   # a FUSE file, not a chardev
         self.device = V.VfioPciDevice(name)
-        self.device.on_change = self._unmask_fd_changed
+        self.device.watcher = EventfdWatcher(mount)
 
     # ------------------------------------------------------ file ops --
     def open(self, of):
@@ -127,25 +129,33 @@ class VfioDeviceNode(Node):
             raise OSError(errno.EBADFD, f"fd {fd} is not an open iommufd")
         return of.private
 
-    # ------------------------------------- INTx unmask eventfd (irqfd) --
-    def _unmask_fd_changed(self, old, new) -> None:
-        if old is not None:
-            trio.lowlevel.notify_closing(old.fd)
-        if new is not None:
-            self.mount.spawn(self._watch_unmask, new)
+class EventfdWatcher:
+    """The VFIO model's watcher of the eventfds a device receives (the INTx
+    unmask eventfd, ioeventfds): a trio task per eventfd calls ``fn()`` each
+    time it is signalled."""
 
-    async def _watch_unmask(self, trig) -> None:
-        """Signalled -> vfio_pci_intx_unmask (what KVM's resamplefd drives)."""
+    def __init__(self, mount):
+        self.mount = mount
+
+    def watch(self, trig, fn) -> None:
+        self.mount.spawn(self._watch, trig, fn)
+
+    def unwatch(self, trig) -> None:
+        trio.lowlevel.notify_closing(trig.fd)      # the waiting task ends
+
+    async def _watch(self, trig, fn) -> None:
         try:
-            while self.device.unmask_fd is trig:
+            while trig.fd >= 0:
                 await trio.lowlevel.wait_readable(trig.fd)
                 try:
                     os.read(trig.fd, 8)
                 except BlockingIOError:
                     continue
-                self.device.intx_unmask()
+                fn()
         except (trio.ClosedResourceError, OSError):
             pass
+        except Exception:
+            log.exception("VFIO eventfd handler failed")
 
 
 def install(mount) -> None:

@@ -201,6 +201,19 @@ static int flow(void)
 		die("config read");
 	cfg_w16(4, 0x6);                               /* memory + bus master */
 	printf("step config id=%#x edu=%#x\n", id, bar_r(0));
+	/* an ioeventfd: signalling it writes liveness <- 0x1234 */
+	int eio = eventfd(0, EFD_NONBLOCK);
+	struct vfio_device_ioeventfd iev = { .argsz = sizeof(iev), .flags = VFIO_DEVICE_IOEVENTFD_32,
+		.offset = REG(0) + 4, .data = 0x1234, .fd = eio };
+	if (xioctl(dfd, VFIO_DEVICE_IOEVENTFD, &iev))
+		die("IOEVENTFD");
+	uint64_t one = 1;
+	if (write(eio, &one, 8) != 8)
+		die("ioeventfd write");
+	uint32_t live = 0;
+	for (int i = 0; i < 200 && (live = bar_r(4)) != 0xffffedcb; i++)
+		usleep(10000);
+	printf("result ioeventfd liveness=%#x\n", live);
 	/* INTx with an unmask eventfd */
 	int ex = eventfd(0, EFD_NONBLOCK), eu = eventfd(0, EFD_NONBLOCK);
 	if (set_irq_fd(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 0, ex) ||
@@ -209,7 +222,6 @@ static int flow(void)
 	bar_w(0x60, 1, 4);
 	uint64_t i1 = efd_count(ex);
 	bar_w(0x64, 1, 4);
-	uint64_t one = 1;
 	if (write(eu, &one, 8) != 8)                   /* unmask through the eventfd */
 		die("unmask write");
 	usleep(100000);
