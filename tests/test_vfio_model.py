@@ -588,6 +588,23 @@ def test_intx_eventfd_automask_unmask_vfio_pci_intrs(rb):
     assert E(r.set_irqs, V.SET_DATA_NONE | V.SET_ACTION_UNMASK, V.INTX, 0, 1) == errno.EINVAL
 
 
+def test_factorial_with_irq_bit_signals_the_eventfd(rb):
+    """edu: a factorial completing with status bit 0x80 raises FACT_IRQ, which
+    reaches the INTx eventfd; the acknowledge lowers the line."""
+    r = rb
+    efd = r.caller.eventfd()
+    r.set_irqs(V.SET_DATA_EVENTFD | V.SET_ACTION_TRIGGER, V.INTX, 0, 1, struct.pack("<i", efd))
+    r.bar_w(0x08, 6)
+    assert count(efd) == 0                      # no 0x80: no interrupt
+    r.bar_w(0x20, 0x80)
+    r.bar_w(0x08, 6)
+    assert count(efd) == 1 and r.bar_r(0x08) == 720 and r.bar_r(0x24) == 1
+    r.bar_w(0x64, 1)
+    assert not r.dev._intx_level()
+    r.set_irqs(V.SET_DATA_NONE | V.SET_ACTION_UNMASK, V.INTX, 0, 1)
+    assert not r.dev.intx_masked and count(efd) == 0
+
+
 def test_intx_enabled_while_asserted_signals_at_once(rb):
     r = rb
     r.bar_w(0x60, 1)
