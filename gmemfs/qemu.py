@@ -90,9 +90,17 @@ class Qemu:
             raise QtestError(f"{line!r} -> {resp}")
 
     def stderr_text(self) -> str:
-        if self._err is subprocess.PIPE and self.proc.poll() is not None:
-            return self.proc.stderr.read().decode(errors="replace")[-2000:]
-        return ""
+        """QEMU's error output (the end of its log file when it has one)."""
+        if self._err is subprocess.PIPE:
+            if self.proc.poll() is not None:
+                return self.proc.stderr.read().decode(errors="replace")[-2000:]
+            return ""
+        self._err.flush()
+        try:
+            with open(self._err.name, "rb") as f:
+                return f.read()[-2000:].decode(errors="replace")
+        except OSError:
+            return ""
 
     def readl(self, addr: int) -> int:
         return int(self.cmd(f"readl {addr:#x}"), 16)
