@@ -90,10 +90,12 @@ class VfioDeviceNode(Node):
             ret = V.ioctl(of.private, cmd, arg, caller)
         except OSError as e:
             m.stats["ioctl_errors"] += 1
-            m.log_ioctl(cmd, caller.tid, e.errno, e.strerror)
-            e.gmemfs_logged = True
+            if m.debug:
+                m.log_ioctl(cmd, caller.tid, e.errno, e.strerror)
+                e.gmemfs_logged = True
             raise
-        m.log_ioctl(cmd, caller.tid, 0, None)
+        if m.debug:
+            m.log_ioctl(cmd, caller.tid, 0, None)
         F.reply_ioctl(req, ret)
 
     async def _bind(self, req, of, caller, breq):
@@ -106,8 +108,9 @@ class VfioDeviceNode(Node):
         except Exception as e:
             if isinstance(e, OSError):
                 m.stats["ioctl_errors"] += 1
-                m.log_ioctl(V.VFIO_DEVICE_BIND_IOMMUFD, caller.tid, e.errno, e.strerror)
-                e.gmemfs_logged = True
+                if m.debug:
+                    m.log_ioctl(V.VFIO_DEVICE_BIND_IOMMUFD, caller.tid, e.errno, e.strerror)
+                    e.gmemfs_logged = True
             F._fail(req, e, "VFIO_DEVICE_BIND_IOMMUFD")
 
     async def _resolve_iommufd(self, caller, fd: int):
