@@ -305,6 +305,13 @@ class Mount:
 
     # --------------------------------------------------------- logging --
 
+    def ioctl_failed(self, cmd, tid, e: OSError) -> None:
+        """A failed ioctl: counted; logged (and marked logged) with --debug."""
+        self.stats["ioctl_errors"] += 1
+        if self.debug:
+            self.log_ioctl(cmd, tid, e.errno, e.strerror)
+            e.gmemfs_logged = True
+
     def log_ioctl(self, cmd, tid, err, reason) -> None:
         if self.debug:
             name = self._cmd_names.get(cmd, f"{cmd:#x}")

@@ -73,10 +73,7 @@ class IommuNode(Node):
         try:
             ret = self._dispatch(of.private, cmd, arg, caller, prefetch)
         except OSError as e:
-            m.stats["ioctl_errors"] += 1
-            if m.debug:
-                m.log_ioctl(cmd, caller.tid, e.errno, e.strerror)
-                e.gmemfs_logged = True
+            m.ioctl_failed(cmd, caller.tid, e)
             raise
         if m.debug:
             m.log_ioctl(cmd, caller.tid, 0, None)

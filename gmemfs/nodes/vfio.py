@@ -89,10 +89,7 @@ class VfioDeviceNode(Node):
                 return
             ret = V.ioctl(of.private, cmd, arg, caller)
         except OSError as e:
-            m.stats["ioctl_errors"] += 1
-            if m.debug:
-                m.log_ioctl(cmd, caller.tid, e.errno, e.strerror)
-                e.gmemfs_logged = True
+            m.ioctl_failed(cmd, caller.tid, e)
             raise
         if m.debug:
             m.log_ioctl(cmd, caller.tid, 0, None)
@@ -107,10 +104,7 @@ class VfioDeviceNode(Node):
             F.reply_ioctl(req, 0)
         except Exception as e:
             if isinstance(e, OSError):
-                m.stats["ioctl_errors"] += 1
-                if m.debug:
-                    m.log_ioctl(V.VFIO_DEVICE_BIND_IOMMUFD, caller.tid, e.errno, e.strerror)
-                    e.gmemfs_logged = True
+                m.ioctl_failed(V.VFIO_DEVICE_BIND_IOMMUFD, caller.tid, e)
             F._fail(req, e, "VFIO_DEVICE_BIND_IOMMUFD")
 
     async def _resolve_iommufd(self, caller, fd: int):
