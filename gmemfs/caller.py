@@ -254,7 +254,9 @@ class Caller:
     def memory(self) -> ProcessMemory:
         return ProcessMemory(self.pid)
 
-    def get_file(self, fd: int) -> FileRef:
+    def dup_fd(self, fd: int) -> int:
+        """A copy of the caller's fd in this process (pidfd_getfd); the
+        caller of dup_fd closes it. EBADF if ``fd`` is not open there."""
         if fd < 0 or fd >= 1 << 31:
             raise OSError(errno.EBADF, f"fd {fd} is not open in the caller")
         pidfd = pidfd_open(self.tid)
@@ -265,6 +267,24 @@ class Caller:
         if local < 0:
             raise OSError(errno.EBADF if -local in (errno.EBADF, errno.ESRCH) else -local,
                           f"fd {fd} is not open in the caller")
+        return local
+
+    def get_eventfd(self, fd: int) -> int:
+        """The caller's eventfd ``fd`` as a host fd the model owns
+        (eventfd_ctx_fdget: EBADF if not open, EINVAL if not an eventfd).
+        Never shared like other host files: every eventfd is the same anon
+        inode."""
+        local = self.dup_fd(fd)
+        try:
+            if "eventfd-count" not in read_fdinfo(local):
+                raise OSError(errno.EINVAL, f"fd {fd} is not an eventfd")
+        except BaseException:
+            os.close(local)
+            raise
+        return local
+
+    def get_file(self, fd: int) -> FileRef:
+        local = self.dup_fd(fd)
         try:
             info = read_fdinfo(local)
             flags = int(info.get("flags", "0"), 8)

@@ -17,7 +17,8 @@ import subprocess
 import sys
 
 # -o options that are gmemfs's own; everything else goes to the FUSE mount
-GMEMFS_OPTIONS = {"policy", "platform", "tdx_shared_bit", "cca_shared_bit", "strict"}
+GMEMFS_OPTIONS = {"policy", "platform", "tdx_shared_bit", "cca_shared_bit", "strict",
+                  "vfio_devices"}
 
 
 def split_options(opts: list[str]):
@@ -104,6 +105,8 @@ def run_server(mountpoint: str, own_opts: dict, fuse_opts: list[str], debug: boo
 
 def cmd_mount(args) -> int:
     own, fuse = split_options(args.options or [])
+    if args.vfio_devices is not None:
+        own["vfio_devices"] = str(args.vfio_devices)
     _setup_logging(args.debug, args.log_file)
     if args.foreground:
         return run_server(args.mountpoint, own, fuse, args.debug)
@@ -157,6 +160,9 @@ def main(argv=None) -> int:
     m.add_argument("--debug", action="store_true",
                    help="log every ioctl: decoded command, caller, result errno")
     m.add_argument("--log-file", help="log here instead of stderr")
+    m.add_argument("--vfio-devices", type=int, metavar="N",
+                   help="emulated VFIO PCI devices (QEMU's edu) at MNT/vfio/devices/vfio0.. "
+                        "(default 1; 0: no MNT/vfio)")
     m.add_argument("-o", dest="options", action="append", metavar="OPT[,OPT...]",
                    help="mount options: allow_other, ... and gmemfs options "
                         "(policy=, platform=, ...)")

@@ -87,6 +87,8 @@ def main(argv=None) -> int:
     finally:
         print(f"\n== unmounting {mnt}")
         srv.stop()
+    from gmemfs.demo_qemu import run_scene
+    failed += run_scene(work)
     failed += run_matrix(work, args.ops)
     return 1 if failed else 0
 

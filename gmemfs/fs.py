@@ -14,6 +14,7 @@ gmemfs/nodes/__init__.py):
     MNT/iommu            every open() is a new, independent iommufd context
     MNT/gmem/            guest_memfd files: open(O_CREAT) + KVM_CREATE_GUEST_MEMFD
     MNT/kvm              KVM_CHECK_EXTENSION for what gmemfs emulates
+    MNT/vfio/devices/    emulated VFIO PCI devices (QEMU's edu), --vfio-devices N
     MNT/.state/          read-only views (text; one value or JSON per file);
                          events (JSON lines, poll()able), counters, iommufd, config
 """

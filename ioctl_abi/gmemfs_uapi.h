@@ -15,6 +15,9 @@
  *     included before or after.  The KVM structs the system header already
  *     declares are declared here under a gmemfs_sys_ tag (and checked to have
  *     the same size); the kernel name then refers to the system's struct.
+ *   - <linux/vfio.h>: before this header, the VFIO device structs it already
+ *     declares are declared here under a gmemfs_sys_ tag (sizes checked); after
+ *     it, it is a no-op (uapi.h has the device cdev ABI gmemfs serves).
  *   - <linux/vfio.h>, <linux/kvm.h>: the numbers we also define get the same
  *     values; this file is marked as a system header so gcc does not warn
  *     about the (differently spelled) redefinitions.
@@ -60,7 +63,47 @@
 #define kvm_memory_attributes2 gmemfs_sys_kvm_memory_attributes2
 #endif
 
+/* Structs that <linux/vfio.h> already declared (6.1 headers have the first
+ * five, 6.6+ also the cdev ones): rename our copies, check the sizes. */
+#if defined(_UAPIVFIO_H) || defined(VFIO_H)
+#define GMEMFS_SYS_VFIO 1
+#define vfio_device_info gmemfs_sys_vfio_device_info
+#define vfio_region_info gmemfs_sys_vfio_region_info
+#define vfio_irq_info gmemfs_sys_vfio_irq_info
+#define vfio_irq_set gmemfs_sys_vfio_irq_set
+#define vfio_device_feature gmemfs_sys_vfio_device_feature
+#define vfio_pci_hot_reset_info gmemfs_sys_vfio_pci_hot_reset_info
+#define vfio_pci_hot_reset gmemfs_sys_vfio_pci_hot_reset
+#define vfio_device_ioeventfd gmemfs_sys_vfio_device_ioeventfd
+#endif
+#if (defined(_UAPIVFIO_H) || defined(VFIO_H)) && defined(VFIO_DEVICE_BIND_IOMMUFD)
+#define GMEMFS_SYS_VFIO_CDEV 1
+#define vfio_device_bind_iommufd gmemfs_sys_vfio_device_bind_iommufd
+#define vfio_device_attach_iommufd_pt gmemfs_sys_vfio_device_attach_iommufd_pt
+#define vfio_device_detach_iommufd_pt gmemfs_sys_vfio_device_detach_iommufd_pt
+#endif
+
 #include "uapi.h"
+
+#ifdef GMEMFS_SYS_VFIO
+#undef vfio_device_info
+#undef vfio_region_info
+#undef vfio_irq_info
+#undef vfio_irq_set
+#undef vfio_device_feature
+#undef vfio_pci_hot_reset_info
+#undef vfio_pci_hot_reset
+#undef vfio_device_ioeventfd
+_Static_assert(sizeof(struct vfio_region_info) == sizeof(struct gmemfs_sys_vfio_region_info),
+	       "system <linux/vfio.h> disagrees with gmemfs on vfio_region_info");
+_Static_assert(sizeof(struct vfio_irq_set) == sizeof(struct gmemfs_sys_vfio_irq_set),
+	       "system <linux/vfio.h> disagrees with gmemfs on vfio_irq_set");
+#endif
+#ifdef GMEMFS_SYS_VFIO_CDEV
+#undef vfio_device_bind_iommufd
+#undef vfio_device_attach_iommufd_pt
+#undef vfio_device_detach_iommufd_pt
+#endif
 
 #ifdef GMEMFS_SYS_KVM_CREATE_GUEST_MEMFD
 #undef kvm_create_guest_memfd
@@ -96,5 +139,9 @@ _Static_assert(sizeof(struct kvm_memory_attributes2) ==
 /* A later #include <linux/iommufd.h> becomes a no-op (uapi.h is a superset). */
 #define _IOMMUFD_H 1
 #define _UAPI_IOMMUFD_H 1
+/* ... and so does a later #include <linux/vfio.h> (uapi.h has the VFIO device
+ * cdev ABI gmemfs serves and the type1 numbers). */
+#define _UAPIVFIO_H 1
+#define VFIO_H 1
 
 #endif /* GMEMFS_UAPI_H */

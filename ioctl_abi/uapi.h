@@ -929,3 +929,171 @@ struct gmemfs_test_dma {
 #define GMEMFS_GMEM_POLICY_INVALIDATE 2
 #define GMEMFS_GMEM_POLICY_MIRROR 3
 #define GMEMFS_GMEM_POLICY_PIN 4
+
+/* ====================================================================== */
+/* VFIO device cdev ABI (<linux/vfio.h>, Linux 7.2) served on              */
+/* MNT/vfio/devices/vfioN (owner: iommufd_emu/vfio.py)                      */
+/* _IO(';', 100 + n): FUSE hands the server the raw pointer.              */
+/* ====================================================================== */
+
+#define VFIO_DEVICE_GET_INFO 0x3b6b
+#define VFIO_DEVICE_GET_REGION_INFO 0x3b6c
+#define VFIO_DEVICE_GET_IRQ_INFO 0x3b6d
+#define VFIO_DEVICE_SET_IRQS 0x3b6e
+#define VFIO_DEVICE_RESET 0x3b6f
+#define VFIO_DEVICE_GET_PCI_HOT_RESET_INFO 0x3b70
+#define VFIO_DEVICE_PCI_HOT_RESET 0x3b71
+#define VFIO_DEVICE_IOEVENTFD 0x3b74
+#define VFIO_DEVICE_FEATURE 0x3b75
+#define VFIO_DEVICE_BIND_IOMMUFD 0x3b76
+#define VFIO_DEVICE_ATTACH_IOMMUFD_PT 0x3b77
+#define VFIO_DEVICE_DETACH_IOMMUFD_PT 0x3b78
+
+#define VFIO_DEVICE_FLAGS_RESET 0x1
+#define VFIO_DEVICE_FLAGS_PCI 0x2
+#define VFIO_DEVICE_FLAGS_CAPS 0x80
+
+struct vfio_device_info {
+	uint32_t argsz;
+	uint32_t flags;
+	uint32_t num_regions;
+	uint32_t num_irqs;
+	uint32_t cap_offset;
+	uint32_t pad;
+};
+
+#define VFIO_REGION_INFO_FLAG_READ 0x1
+#define VFIO_REGION_INFO_FLAG_WRITE 0x2
+#define VFIO_REGION_INFO_FLAG_MMAP 0x4
+#define VFIO_REGION_INFO_FLAG_CAPS 0x8
+
+struct vfio_region_info {
+	uint32_t argsz;
+	uint32_t flags;
+	uint32_t index;
+	uint32_t cap_offset;
+	uint64_t size;
+	uint64_t offset;
+};
+
+#define VFIO_IRQ_INFO_EVENTFD 0x1
+#define VFIO_IRQ_INFO_MASKABLE 0x2
+#define VFIO_IRQ_INFO_AUTOMASKED 0x4
+#define VFIO_IRQ_INFO_NORESIZE 0x8
+
+struct vfio_irq_info {
+	uint32_t argsz;
+	uint32_t flags;
+	uint32_t index;
+	uint32_t count;
+};
+
+#define VFIO_IRQ_SET_DATA_NONE 0x1
+#define VFIO_IRQ_SET_DATA_BOOL 0x2
+#define VFIO_IRQ_SET_DATA_EVENTFD 0x4
+#define VFIO_IRQ_SET_ACTION_MASK 0x8
+#define VFIO_IRQ_SET_ACTION_UNMASK 0x10
+#define VFIO_IRQ_SET_ACTION_TRIGGER 0x20
+#define VFIO_IRQ_SET_DATA_TYPE_MASK 0x7
+#define VFIO_IRQ_SET_ACTION_TYPE_MASK 0x38
+
+/* followed by count bools (uint8_t) or eventfds (int32_t) */
+struct vfio_irq_set {
+	uint32_t argsz;
+	uint32_t flags;
+	uint32_t index;
+	uint32_t start;
+	uint32_t count;
+};
+
+/* vfio-pci region and IRQ indices; a region's file offset is index << 40 */
+#define VFIO_PCI_BAR0_REGION_INDEX 0
+#define VFIO_PCI_ROM_REGION_INDEX 6
+#define VFIO_PCI_CONFIG_REGION_INDEX 7
+#define VFIO_PCI_VGA_REGION_INDEX 8
+#define VFIO_PCI_NUM_REGIONS 9
+#define VFIO_PCI_OFFSET_SHIFT 40
+#define VFIO_PCI_INTX_IRQ_INDEX 0
+#define VFIO_PCI_MSI_IRQ_INDEX 1
+#define VFIO_PCI_MSIX_IRQ_INDEX 2
+#define VFIO_PCI_ERR_IRQ_INDEX 3
+#define VFIO_PCI_REQ_IRQ_INDEX 4
+#define VFIO_PCI_NUM_IRQS 5
+
+struct vfio_pci_hot_reset_info {
+	uint32_t argsz;
+	uint32_t flags;
+	uint32_t count;
+};
+
+struct vfio_pci_hot_reset {
+	uint32_t argsz;
+	uint32_t flags;
+	uint32_t count;
+};
+
+#define VFIO_DEVICE_IOEVENTFD_8 0x1
+#define VFIO_DEVICE_IOEVENTFD_16 0x2
+#define VFIO_DEVICE_IOEVENTFD_32 0x4
+#define VFIO_DEVICE_IOEVENTFD_64 0x8
+#define VFIO_DEVICE_IOEVENTFD_SIZE_MASK 0xf
+
+struct vfio_device_ioeventfd {
+	uint32_t argsz;
+	uint32_t flags;
+	uint64_t offset;	/* device fd offset of the write */
+	uint64_t data;
+	int32_t fd;		/* -1: remove */
+	uint32_t reserved;
+};
+
+#define VFIO_DEVICE_FEATURE_MASK 0xffff
+#define VFIO_DEVICE_FEATURE_GET 0x10000
+#define VFIO_DEVICE_FEATURE_SET 0x20000
+#define VFIO_DEVICE_FEATURE_PROBE 0x40000
+#define VFIO_DEVICE_FEATURE_MIGRATION 1
+#define VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE 2
+#define VFIO_DEVICE_FEATURE_DMA_LOGGING_START 6
+#define VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP 7
+#define VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT 8
+#define VFIO_DEVICE_FEATURE_MIG_DATA_SIZE 9
+
+/* followed by feature data */
+struct vfio_device_feature {
+	uint32_t argsz;
+	uint32_t flags;
+};
+
+#define VFIO_DEVICE_BIND_FLAG_TOKEN 0x1
+
+struct vfio_device_bind_iommufd {
+	uint32_t argsz;
+	uint32_t flags;
+	int32_t iommufd;
+	uint32_t out_devid;
+	uint64_t token_uuid_ptr;	/* with VFIO_DEVICE_BIND_FLAG_TOKEN */
+};
+
+#define VFIO_DEVICE_ATTACH_PASID 0x1
+#define VFIO_DEVICE_DETACH_PASID 0x1
+
+struct vfio_device_attach_iommufd_pt {
+	uint32_t argsz;
+	uint32_t flags;
+	uint32_t pt_id;
+	uint32_t pasid;
+};
+
+struct vfio_device_detach_iommufd_pt {
+	uint32_t argsz;
+	uint32_t flags;
+	uint32_t pasid;
+};
+
+/* gmemfs: the emulated PCI device behind MNT/vfio/devices/vfioN is QEMU's edu
+ * (docs/specs/edu.rst): PCI 1234:11e8 rev 0x10, BAR0 1 MiB of MMIO. */
+#define GMEMFS_EDU_VENDOR_ID 0x1234
+#define GMEMFS_EDU_DEVICE_ID 0x11e8
+#define GMEMFS_EDU_BAR0_SIZE 0x100000
+#define GMEMFS_EDU_DMA_BUF 0x40000
+#define GMEMFS_EDU_DMA_SIZE 4096

@@ -110,6 +110,10 @@ class Context:
         self._pending: list[IommufdObject] | None = None
         self.vfio_ioas = None               # weak: cleared when that IOAS dies
         self.closed = False
+        # references from outside the fd (a bound VFIO device's
+        # iommufd_ctx_get): the fd's release waits for the last one
+        self.holds = 0
+        self.on_last_hold = None
         # Shared (cross-context, "system wide") state: pin registry and
         # memlock accounting. Tests pass fresh ones through options.
         self.system = opts.get("system") or default_system()
@@ -207,6 +211,17 @@ class Context:
 
     def __len__(self) -> int:
         return sum(1 for o in self._objs.values() if not o.dead)
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def unhold(self) -> None:
+        """Drop a hold; the last one runs ``on_last_hold`` (a release that
+        was waiting for it)."""
+        self.holds -= 1
+        if self.holds == 0 and self.on_last_hold is not None:
+            cb, self.on_last_hold = self.on_last_hold, None
+            cb()
 
     # --- teardown -----------------------------------------------------------
     def close(self) -> None:

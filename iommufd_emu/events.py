@@ -40,6 +40,7 @@ KINDS = (
     "merge",             # 4 KiB IOPTEs merged back into a 2 MiB one
     "strict_violation",  # strict: a conversion/map that would create a violation, refused
     "io_fault",          # a DMA hit an IOVA whose IOPTE the policy removed (contained)
+    "iommu_fault",       # a VFIO device's DMA the IOMMU refused (unmapped IOVA, no domain)
 )
 
 MAX_EVENTS = 1 << 16

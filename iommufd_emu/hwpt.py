@@ -81,11 +81,24 @@ def copy_struct_from_user(caller, uptr: int, usize: int, ksize: int,
     return caller.read(uptr, n) + bytes(ksize - n)
 
 
+# Domain kinds: which IOMMU a paging domain belongs to, which sets its
+# aperture and smallest page. 'mock' is the selftest's mock IOMMU (aperture
+# [2^24, 2^31), 2 KiB pages; its huge page-table type: the whole space);
+# 'x86' is what a real x86 IOMMU gives a device domain: the whole IOVA space,
+# 4 KiB pages (the interrupt window is a reserved region of the *device*,
+# see VFIO devices' ``resv_regions``). A device attaches only to domains of
+# its own kind (another kind is EINVAL, "incompatible domain").
+DOMAIN_MOCK = "mock"
+DOMAIN_X86 = "x86"
+X86_PAGE_SIZE = 4096
+
+
 class HwptPaging(IommufdObject):
     kind = C.HWPT_PAGING
 
     def __init__(self, ioas, *, auto: bool, flags: int = 0,
-                 pagetable_type: int = MOCK_IOMMUPT_DEFAULT) -> None:
+                 pagetable_type: int = MOCK_IOMMUPT_DEFAULT,
+                 domain_kind: str = DOMAIN_MOCK) -> None:
         super().__init__()
         self.ioas = ioas
         self.auto = auto
@@ -94,8 +107,13 @@ class HwptPaging(IommufdObject):
         self.dirty_supported = bool(flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
         self.dirty_enabled = False
         self.pagetable_type = pagetable_type
+        self.domain_kind = domain_kind
         self.min_page = MOCK_PAGE_SIZE
-        if pagetable_type == MOCK_IOMMUPT_HUGE:
+        if domain_kind == DOMAIN_X86:
+            self.min_page = X86_PAGE_SIZE
+            self.aperture = (0, ULONG_MAX)
+            self.granule = X86_PAGE_SIZE
+        elif pagetable_type == MOCK_IOMMUPT_HUGE:
             self.aperture = (0, ULONG_MAX)
             self.granule = MOCK_HUGE_PAGE_SIZE
         else:
@@ -156,6 +174,10 @@ class HwptNested(IommufdObject):
 
 class Device(IommufdObject):
     kind = C.DEVICE
+    domain_kind = DOMAIN_MOCK
+    # [(start, last)] IOVA ranges the device can never use for DMA (the
+    # kernel's iommu_get_resv_regions): reserved in the IOAS while attached
+    resv_regions: tuple = ()
 
     def __init__(self, dev_flags: int) -> None:
         super().__init__()
@@ -164,6 +186,11 @@ class Device(IommufdObject):
         self.cache = [IOMMU_TEST_DEV_CACHE_DEFAULT] * MOCK_DEV_CACHE_NUM
         self.pasids: dict[int, object] = {}
         self.users = 1                    # the driver's (selftest object's)
+
+    def hw_info(self):
+        """(IOMMU_HW_INFO_TYPE_*, vendor data) of the device's IOMMU."""
+        return IOMMU_HW_INFO_TYPE_SELFTEST, (
+            (0).to_bytes(4, "little") + IOMMU_HW_INFO_SELFTEST_REGVAL.to_bytes(4, "little"))
 
     @property
     def dirty_capable(self) -> bool:
@@ -175,6 +202,10 @@ class Device(IommufdObject):
 
     # ---------------------------------------------------------- attachment
     def _check_compat(self, hwpt) -> None:
+        paging = getattr(hwpt, "parent", hwpt)
+        if paging.domain_kind != self.domain_kind:
+            raise err(errno.EINVAL, f"a {self.domain_kind} device cannot attach to a "
+                      f"{paging.domain_kind} domain")
         if getattr(hwpt, "dirty_supported", False) and not self.dirty_capable:
             raise err(errno.EINVAL, "device without dirty tracking cannot "
                       "attach to a dirty-tracking domain")
@@ -192,12 +223,39 @@ class Device(IommufdObject):
                 except OSError:
                     continue
                 return d
-        hw = HwptPaging(obj, auto=True)
+        hw = HwptPaging(obj, auto=True, domain_kind=self.domain_kind)
         hw.join_ioas()
         ctx.add(hw)
         return hw
 
+    @staticmethod
+    def _ioas_of(hwpt):
+        return getattr(hwpt, "parent", hwpt).ioas
+
+    def _reserve_in(self, ioas) -> None:
+        """iopt_table_enforce_dev_resv_regions: EADDRINUSE over an area."""
+        for s, l in self.resv_regions:
+            if ioas.intersects_area(s, l) or ioas.intersects_allowed(s, l):
+                raise err(errno.EADDRINUSE, f"reserved region [{s:#x}, {l:#x}] of the "
+                          "device is mapped or allowed in the IOAS")
+        for s, l in self.resv_regions:
+            ioas.add_reserved(s, l, self)
+
     def attach(self, ctx, pt_id: int):
+        if self.resv_regions:
+            target = ctx.lookup(pt_id, C.IOAS, C.HWPT_PAGING, C.HWPT_NESTED)
+            new_ioas = target if target.kind == C.IOAS else self._ioas_of(target)
+            old_ioas = self._ioas_of(self.hwpt) if self.hwpt is not None else None
+            if new_ioas is not old_ioas:
+                self._reserve_in(new_ioas)
+                try:
+                    return self._attach(ctx, pt_id)
+                except BaseException:
+                    new_ioas.remove_reserved(self)
+                    raise
+        return self._attach(ctx, pt_id)
+
+    def _attach(self, ctx, pt_id: int):
         hwpt = self.resolve_pt(ctx, pt_id)
         old = self.hwpt
         if old is hwpt:
@@ -210,6 +268,10 @@ class Device(IommufdObject):
         return hwpt
 
     def _release(self, ctx, hwpt) -> None:
+        if self.resv_regions and all(
+                self._ioas_of(h) is not self._ioas_of(hwpt)
+                for h in [self.hwpt, *self.pasids.values()] if h is not None):
+            self._ioas_of(hwpt).remove_reserved(self)
         hwpt.devices.discard(self)
         hwpt.put()
         if getattr(hwpt, "auto", False) and hwpt.users == 0 and not hwpt.dead:
@@ -249,7 +311,7 @@ def h_hwpt_alloc(ctx, cmd, ucmd):
             raise err(errno.EOPNOTSUPP, "HWPT_ALLOC: unsupported flags")
         ptype = MOCK_IOMMUPT_DEFAULT
         if cmd.data_type != IOMMU_HWPT_DATA_NONE:
-            if cmd.data_type != IOMMU_HWPT_DATA_SELFTEST:
+            if cmd.data_type != IOMMU_HWPT_DATA_SELFTEST or idev.domain_kind != DOMAIN_MOCK:
                 raise err(errno.EOPNOTSUPP, "unsupported HWPT data type")
             blob = copy_struct_from_user(ucmd.caller, cmd.data_uptr,
                                          cmd.data_len, 8, 4)
@@ -260,7 +322,8 @@ def h_hwpt_alloc(ctx, cmd, ucmd):
             raise err(errno.EOPNOTSUPP, "device cannot track dirty pages")
         if flags & IOMMU_HWPT_FAULT_ID_VALID:
             ctx.lookup(cmd.fault_id, C.FAULT)
-        hw = HwptPaging(pt, auto=False, flags=flags, pagetable_type=ptype)
+        hw = HwptPaging(pt, auto=False, flags=flags, pagetable_type=ptype,
+                        domain_kind=idev.domain_kind)
         hw.join_ioas()
         cmd.out_hwpt_id = ctx.add(hw)
     else:
@@ -268,7 +331,7 @@ def h_hwpt_alloc(ctx, cmd, ucmd):
             raise err(errno.EOPNOTSUPP, "nested HWPT: only FAULT_ID_VALID")
         if not pt.nest_parent or pt.auto:
             raise err(errno.EINVAL, "parent HWPT is not a NEST_PARENT")
-        if cmd.data_type != IOMMU_HWPT_DATA_SELFTEST:
+        if cmd.data_type != IOMMU_HWPT_DATA_SELFTEST or idev.domain_kind != DOMAIN_MOCK:
             raise err(errno.EOPNOTSUPP, "unsupported nested data type")
         blob = copy_struct_from_user(ucmd.caller, cmd.data_uptr,
                                      cmd.data_len, 8, 4)
@@ -286,9 +349,9 @@ def h_get_hw_info(ctx, cmd, ucmd):
     idev = ctx.lookup(cmd.dev_id, C.DEVICE)
     want = cmd.in_data_type if cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE \
         else IOMMU_HW_INFO_TYPE_DEFAULT
-    if want not in (IOMMU_HW_INFO_TYPE_DEFAULT, IOMMU_HW_INFO_TYPE_SELFTEST):
-        raise err(errno.EOPNOTSUPP, "mock device only reports the selftest type")
-    blob = (0).to_bytes(4, "little") + IOMMU_HW_INFO_SELFTEST_REGVAL.to_bytes(4, "little")
+    dtype, blob = idev.hw_info()
+    if want not in (IOMMU_HW_INFO_TYPE_DEFAULT, dtype):
+        raise err(errno.EOPNOTSUPP, f"the device only reports hw info type {dtype:#x}")
     ulen = cmd.data_len
     n = min(ulen, len(blob))
     if n:
@@ -296,7 +359,7 @@ def h_get_hw_info(ctx, cmd, ucmd):
     if n < ulen:
         ucmd.caller.write(cmd.data_uptr + n, bytes(ulen - n))
     cmd.data_len = len(blob)
-    cmd.out_data_type = IOMMU_HW_INFO_TYPE_SELFTEST
+    cmd.out_data_type = dtype
     cmd.out_capabilities = IOMMU_HW_CAP_DIRTY_TRACKING if idev.dirty_capable else 0
     cmd.out_max_pasid_log2 = MOCK_PASID_WIDTH if idev.pasid_capable else 0
     ucmd.respond()

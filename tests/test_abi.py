@@ -160,6 +160,24 @@ LAYOUTS = [
      "size:u32@0, op:u32@4, id:u32@8, __reserved:u32@12, flags:u32@16, pasid:u32@20,"
      " iova:u64@24, length:u64@32, uptr:u64@40, out_fault_iova:u64@48,"
      " out_fault_reason:u32@56, out_fault_dev_id:u32@60, last:u32@64, out_events:u32@68"),
+    # <linux/vfio.h> (Linux 7.2): the VFIO device cdev ABI of MNT/vfio/devices/vfioN
+    ("vfio.h device", "vfio_device_info", 24,
+     "argsz:u32@0, flags:u32@4, num_regions:u32@8, num_irqs:u32@12, cap_offset:u32@16, pad:u32@20"),
+    ("vfio.h device", "vfio_region_info", 32,
+     "argsz:u32@0, flags:u32@4, index:u32@8, cap_offset:u32@12, size:u64@16, offset:u64@24"),
+    ("vfio.h device", "vfio_irq_info", 16, "argsz:u32@0, flags:u32@4, index:u32@8, count:u32@12"),
+    ("vfio.h device", "vfio_irq_set", 20,
+     "argsz:u32@0, flags:u32@4, index:u32@8, start:u32@12, count:u32@16"),
+    ("vfio.h device", "vfio_pci_hot_reset_info", 12, "argsz:u32@0, flags:u32@4, count:u32@8"),
+    ("vfio.h device", "vfio_pci_hot_reset", 12, "argsz:u32@0, flags:u32@4, count:u32@8"),
+    ("vfio.h device", "vfio_device_feature", 8, "argsz:u32@0, flags:u32@4"),
+    ("vfio.h device", "vfio_device_ioeventfd", 32,
+     "argsz:u32@0, flags:u32@4, offset:u64@8, data:u64@16, fd:s32@24, reserved:u32@28"),
+    ("vfio.h cdev", "vfio_device_bind_iommufd", 24,
+     "argsz:u32@0, flags:u32@4, iommufd:s32@8, out_devid:u32@12, token_uuid_ptr:u64@16"),
+    ("vfio.h cdev", "vfio_device_attach_iommufd_pt", 16,
+     "argsz:u32@0, flags:u32@4, pt_id:u32@8, pasid:u32@12"),
+    ("vfio.h cdev", "vfio_device_detach_iommufd_pt", 12, "argsz:u32@0, flags:u32@4, pasid:u32@8"),
     ("guest_memfd §2.5 [PROP v8]", "kvm_memory_attributes2", 128,
      "offset:u64@0, address:u64@0, size:u64@8, attributes:u64@16, flags:u64@24,"
      " error_offset:u64@32, reserved:u64[11]@40"),
@@ -443,6 +461,36 @@ EXPECTED_CONSTANTS = {
         GMEMFS_FALLOC_FL_ZERO_RANGE=0x10, GMEMFS_FALLOC_FL_INSERT_RANGE=0x20,
         GMEMFS_FALLOC_FL_UNSHARE_RANGE=0x40, GMEMFS_FALLOC_FL_WRITE_ZEROES=0x80),
 }
+
+# <linux/vfio.h> (Linux 7.2) device ABI; ours to the edu device
+EXPECTED_CONSTANTS["vfio.h device cdev"] = dict(
+    VFIO_DEVICE_GET_INFO=0x3b6b, VFIO_DEVICE_GET_REGION_INFO=0x3b6c, VFIO_DEVICE_GET_IRQ_INFO=0x3b6d,
+    VFIO_DEVICE_SET_IRQS=0x3b6e, VFIO_DEVICE_RESET=0x3b6f, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO=0x3b70,
+    VFIO_DEVICE_PCI_HOT_RESET=0x3b71, VFIO_DEVICE_IOEVENTFD=0x3b74, VFIO_DEVICE_FEATURE=0x3b75,
+    VFIO_DEVICE_BIND_IOMMUFD=0x3b76, VFIO_DEVICE_ATTACH_IOMMUFD_PT=0x3b77,
+    VFIO_DEVICE_DETACH_IOMMUFD_PT=0x3b78,
+    VFIO_DEVICE_FLAGS_RESET=1, VFIO_DEVICE_FLAGS_PCI=2, VFIO_DEVICE_FLAGS_CAPS=0x80,
+    VFIO_REGION_INFO_FLAG_READ=1, VFIO_REGION_INFO_FLAG_WRITE=2, VFIO_REGION_INFO_FLAG_MMAP=4,
+    VFIO_REGION_INFO_FLAG_CAPS=8,
+    VFIO_IRQ_INFO_EVENTFD=1, VFIO_IRQ_INFO_MASKABLE=2, VFIO_IRQ_INFO_AUTOMASKED=4,
+    VFIO_IRQ_INFO_NORESIZE=8,
+    VFIO_IRQ_SET_DATA_NONE=1, VFIO_IRQ_SET_DATA_BOOL=2, VFIO_IRQ_SET_DATA_EVENTFD=4,
+    VFIO_IRQ_SET_ACTION_MASK=8, VFIO_IRQ_SET_ACTION_UNMASK=0x10, VFIO_IRQ_SET_ACTION_TRIGGER=0x20,
+    VFIO_IRQ_SET_DATA_TYPE_MASK=7, VFIO_IRQ_SET_ACTION_TYPE_MASK=0x38,
+    VFIO_PCI_BAR0_REGION_INDEX=0, VFIO_PCI_ROM_REGION_INDEX=6, VFIO_PCI_CONFIG_REGION_INDEX=7,
+    VFIO_PCI_VGA_REGION_INDEX=8, VFIO_PCI_NUM_REGIONS=9, VFIO_PCI_OFFSET_SHIFT=40,
+    VFIO_PCI_INTX_IRQ_INDEX=0, VFIO_PCI_MSI_IRQ_INDEX=1, VFIO_PCI_MSIX_IRQ_INDEX=2,
+    VFIO_PCI_ERR_IRQ_INDEX=3, VFIO_PCI_REQ_IRQ_INDEX=4, VFIO_PCI_NUM_IRQS=5,
+    VFIO_DEVICE_IOEVENTFD_8=1, VFIO_DEVICE_IOEVENTFD_16=2, VFIO_DEVICE_IOEVENTFD_32=4,
+    VFIO_DEVICE_IOEVENTFD_64=8, VFIO_DEVICE_IOEVENTFD_SIZE_MASK=0xf,
+    VFIO_DEVICE_FEATURE_MASK=0xffff, VFIO_DEVICE_FEATURE_GET=0x10000, VFIO_DEVICE_FEATURE_SET=0x20000,
+    VFIO_DEVICE_FEATURE_PROBE=0x40000, VFIO_DEVICE_FEATURE_MIGRATION=1,
+    VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE=2, VFIO_DEVICE_FEATURE_DMA_LOGGING_START=6,
+    VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP=7, VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT=8,
+    VFIO_DEVICE_FEATURE_MIG_DATA_SIZE=9, VFIO_DEVICE_BIND_FLAG_TOKEN=1, VFIO_DEVICE_ATTACH_PASID=1,
+    VFIO_DEVICE_DETACH_PASID=1,
+    GMEMFS_EDU_VENDOR_ID=0x1234, GMEMFS_EDU_DEVICE_ID=0x11e8, GMEMFS_EDU_BAR0_SIZE=0x100000,
+    GMEMFS_EDU_DMA_BUF=0x40000, GMEMFS_EDU_DMA_SIZE=4096)
 
 _CONST_PARAMS = [(sec, n, v) for sec, d in EXPECTED_CONSTANTS.items() for n, v in d.items()]
 
@@ -913,6 +961,8 @@ def test_system_vfio_falloc_magic(tmp_path):
     if not present:
         pytest.skip(f"none of linux/vfio.h, linux/falloc.h, linux/magic.h under {SYS_INCLUDE}")
     ours = {c[0]: c[0] for c in VFIO_COMMANDS}
+    ours.update({n: n for n in EXPECTED_CONSTANTS["vfio.h device cdev"] if n.startswith("VFIO_")
+                 and n != "VFIO_PCI_OFFSET_SHIFT"})
     ours.update({n: n[len("GMEMFS_"):] for n in abi.CONSTANTS
                  if n.startswith(("GMEMFS_FALLOC_FL_",)) or n.endswith("_MAGIC")})
     body = []

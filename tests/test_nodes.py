@@ -134,7 +134,7 @@ def test_every_kind_defines_only_operations_the_adapter_knows(kind):
 def test_every_kind_is_installed_and_the_adapter_names_none(fs):
     """The registry builds MNT's entries; fs.py has no isinstance and imports
     no kind module (it only finds nodes and calls their operations)."""
-    assert sorted(fs.mount.root.children) == [".state", "gmem", "iommu", "kvm"]
+    assert sorted(fs.mount.root.children) == [".state", "gmem", "iommu", "kvm", "vfio"]
     src = Path(adapter.__file__).read_text()
     assert "isinstance" not in src
     for mod in nodes.KINDS:

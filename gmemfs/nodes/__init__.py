@@ -10,7 +10,7 @@ A new kind of node: one module here, and one line in KINDS.
 """
 from __future__ import annotations
 
-from . import gmem, iommu, kvm, state
+from . import gmem, iommu, kvm, state, vfio
 from .base import ROOT_INO, Dir, Mount
 
 # The kinds of MNT, installed in this order (their fixed inode numbers come first).
@@ -18,6 +18,7 @@ KINDS = (
     iommu,      # MNT/iommu           /dev/iommu: a new iommufd context per open
     gmem,       # MNT/gmem/NAME       guest_memfd files
     kvm,        # MNT/kvm             KVM_CHECK_EXTENSION for what gmemfs emulates
+    vfio,       # MNT/vfio/devices/   emulated VFIO PCI devices (QEMU's edu), --vfio-devices N
     state,      # MNT/.state/         read-only views, the event log
 )
 

@@ -184,7 +184,7 @@ class Mount:
         # fault); an ordered set
         self.cached: dict[Node, None] = {}
         self._cmd_names = {v: k for k, v in vars(abi).items()
-                           if isinstance(v, int) and (k.startswith("IOMMU_") or k.startswith("KVM_"))
+                           if isinstance(v, int) and k.startswith(("IOMMU_", "KVM_", "VFIO_DEVICE_"))
                            and k.upper() == k and v > 0xff}
 
     # ---------------------------------------------------------- inodes --
@@ -286,7 +286,31 @@ class Mount:
             del self.cached[node]
         await trio.to_thread.run_sync(self.session.notify_inval_inode, node.ino, off, length)
 
+    async def coherent(self, access):
+        """Run ``access()`` (an emulated device access) on an exact
+        guest_memfd model and return its value: before it, every guest_memfd
+        page the kernel caches is written back and dropped (the device sees
+        what processes wrote through their mappings, without msync); after
+        it, pages faulted in meanwhile are dropped again (a device write must
+        not be shadowed by a stale cached copy)."""
+        nodes = list(self.cached)
+        for n in nodes:
+            await self.invalidate(n)
+        try:
+            return access()
+        finally:
+            for n in nodes:
+                if n in self.cached:
+                    await self.invalidate(n)
+
     # --------------------------------------------------------- logging --
+
+    def ioctl_failed(self, cmd, tid, e: OSError) -> None:
+        """A failed ioctl: counted; logged (and marked logged) with --debug."""
+        self.stats["ioctl_errors"] += 1
+        if self.debug:
+            self.log_ioctl(cmd, tid, e.errno, e.strerror)
+            e.gmemfs_logged = True
 
     def log_ioctl(self, cmd, tid, err, reason) -> None:
         if self.debug:

@@ -10,6 +10,7 @@ dropped before the access and dropped again after it.
 """
 from __future__ import annotations
 
+import os
 import stat
 
 import ioctl_abi as abi
@@ -22,6 +23,7 @@ from .base import Node
 
 IOMMU_INO = 2
 _TEST_CMD = abi.IOMMU_TEST_CMD
+GMEMFS_IOCTL_SELF_FH = 0x47F0     # asked by this server only (nodes/vfio.py)
 
 
 class IommuNode(Node):
@@ -40,9 +42,15 @@ class IommuNode(Node):
         self.mount.stats["contexts_opened"] += 1
 
     def release(self, of):
+        ctx = of.private
+        if ctx.holds:
+            # a bound VFIO device holds the context (iommufd_ctx_get): it is
+            # torn down when the last one unbinds
+            ctx.on_last_hold = lambda: self.release(of)
+            return
         self.mount.contexts.pop(of, None)
         try:
-            of.private.close()
+            ctx.close()
         finally:
             self.mount.stats["contexts_closed"] += 1
 
@@ -50,6 +58,9 @@ class IommuNode(Node):
               prefetch=None, creds=None):
         m = self.mount
         caller = Caller(*creds, self._resolve_own) if creds else m.caller(req)
+        if cmd == GMEMFS_IOCTL_SELF_FH and caller.pid == os.getpid():
+            F.reply_ioctl(req, of.fh)        # which open this is (VFIO BIND, nodes/vfio.py)
+            return
         if cmd == _TEST_CMD and m.cached and _is_dma_op(caller, arg, prefetch):
             m.spawn(self._coherent_dma, req, of, cmd, arg, caller, prefetch)
             return
@@ -62,31 +73,16 @@ class IommuNode(Node):
         try:
             ret = self._dispatch(of.private, cmd, arg, caller, prefetch)
         except OSError as e:
-            m.stats["ioctl_errors"] += 1
-            if m.debug:
-                m.log_ioctl(cmd, caller.tid, e.errno, e.strerror)
-                e.gmemfs_logged = True
+            m.ioctl_failed(cmd, caller.tid, e)
             raise
         if m.debug:
             m.log_ioctl(cmd, caller.tid, 0, None)
         return ret or 0
 
     async def _coherent_dma(self, req, of, cmd: int, arg: int, caller, prefetch):
-        """An emulated device DMA sees exactly what processes wrote through
-        their mappings, without msync, and they see what it wrote: before the
-        access, every guest_memfd page the kernel caches is written back and
-        dropped (so the model holds the truth); after it, pages faulted in
-        meanwhile are dropped again (a device write must not be shadowed by a
-        stale cached copy)."""
-        m = self.mount
+        """An emulated device DMA on an exact guest_memfd model (Mount.coherent)."""
         try:
-            nodes = list(m.cached)
-            for n in nodes:
-                await m.invalidate(n)
-            ret = self._run(of, cmd, arg, caller, prefetch)
-            for n in nodes:
-                if n in m.cached:
-                    await m.invalidate(n)
+            ret = await self.mount.coherent(lambda: self._run(of, cmd, arg, caller, prefetch))
             F.reply_ioctl(req, ret)
         except Exception as e:
             F._fail(req, e, "ioctl DMA")

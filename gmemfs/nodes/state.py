@@ -193,3 +193,4 @@ def install(mount) -> None:
     m.add(StateNode(m, "counters", lambda: _json(m.events.counters())), state)
     m.add(StateNode(m, "iommufd", iommufd), state)
     m.add(StateNode(m, "config", lambda: m.cc.as_text().encode()), state)
+    m.add(StateNode(m, "vfio", lambda: _json([d.describe() for d in m.vfio_devices])), state)

@@ -1,0 +1,1 @@
+"""Emulated PCI devices (models; no FUSE): a config space and QEMU's edu."""
