@@ -18,12 +18,16 @@ _file_ids = itertools.count(1)
 
 
 class FakeAddressSpace:
-    def __init__(self) -> None:
+    def __init__(self, pid: int = 0) -> None:
         self.regions: list[list] = []      # [base, bytearray, readonly]
         self.alive = True
+        self.pid = pid
+        self.files: dict[int, tuple] = {}  # base -> (file identity, offset): shared file maps
 
     def mmap(self, base: int, size: int, readonly: bool = False,
-             fill: bytes | None = None) -> int:
+             fill: bytes | None = None, file=None) -> int:
+        """``file=(FakeFileRef, offset)``: a MAP_SHARED mapping of that file
+        (its bytes are not mirrored; ``backing`` reports the file's identity)."""
         for b, buf, _ in self.regions:
             if base < b + len(buf) and b < base + size:
                 raise ValueError("overlapping fake mapping")
@@ -32,7 +36,23 @@ class FakeAddressSpace:
             data[:] = (fill * (size // len(fill) + 1))[:size]
         self.regions.append([base, data, readonly])
         self.regions.sort(key=lambda r: r[0])
+        if file is not None:
+            self.files[base] = (("file", file[0].identity), file[1])
         return base
+
+    def backing(self, addr: int, size: int, pid: int | None = None):
+        """ProcessMemory.backing: runs (start, end, key, base) of [addr, addr+size)."""
+        pid = self.pid if pid is None else pid
+        out = []
+        for buf, o, n in self._pieces(addr, size, False):
+            base = next(b for b, bb, _ in self.regions if bb is buf)
+            s = base + o
+            f = self.files.get(base)
+            if f is None:
+                out.append((s, s + n, ("mm", pid), s))
+            else:
+                out.append((s, s + n, f[0], f[1] + o))
+        return out
 
     def munmap(self, base: int) -> None:
         self.regions = [r for r in self.regions if r[0] != base]
@@ -85,6 +105,9 @@ class FakeMemory:
 
     def check_access(self, addr, size, write):
         self.space.check_access(addr, size, write)
+
+    def backing(self, addr, size, own_dev=None):
+        return self.space.backing(addr, size, self.pid)
 
     def alive(self):
         return self.space.alive
@@ -143,7 +166,9 @@ class FakeCaller:
         self.tid = self.pid
         self.uid = uid
         self.gid = gid
-        self.space = space or FakeAddressSpace()
+        self.space = space or FakeAddressSpace(self.pid)
+        if not self.space.pid:
+            self.space.pid = self.pid
         self.fds: dict[int, FakeFileRef] = {}
         self.caps = set(caps)
         self.refs_handed_out: list[FakeFileRef] = []
