@@ -4,8 +4,8 @@
 
 1. ``nr = cmd & 0xff``; ``nr < 0x80`` or beyond the table end (0xa0 on a test
    kernel, ``Context(options={'test_kernel': False})`` ends at 0x94) -> the
-   VFIO compatibility handler (§9): only ``VFIO_GET_API_VERSION`` and
-   ``VFIO_CHECK_EXTENSION`` are implemented, everything else -> ENOTTY.
+   VFIO type1 compatibility handler (§9, vfio_compat.py); anything it does
+   not know -> ENOTTY.
 2. read the u32 ``size`` at ``arg`` -> EFAULT;
 3. empty slot or ``cmd`` != slot command -> ENOTTY;
 4. ``size < min`` -> EINVAL;
@@ -34,7 +34,7 @@ import errno
 from dataclasses import dataclass
 from typing import Callable
 
-from . import hwpt, ioas, selftest
+from . import hwpt, ioas, selftest, vfio_compat
 from .context import Context
 from .errors import err
 
@@ -131,27 +131,6 @@ def _h_veventq_alloc(ctx, cmd, ucmd):
 
 
 # ---------------------------------------------------------------------------
-# VFIO compatibility (spec §9) - only the two argument-less queries.
-# ---------------------------------------------------------------------------
-
-VFIO_GET_API_VERSION = 0x3B64
-VFIO_CHECK_EXTENSION = 0x3B65
-VFIO_API_VERSION = 0
-VFIO_TYPE1_IOMMU = 1
-VFIO_TYPE1v2_IOMMU = 3
-VFIO_UNMAP_ALL = 9
-
-
-def vfio_ioctl(ctx: Context, cmd: int, arg: int, caller) -> int:
-    if cmd == VFIO_GET_API_VERSION:
-        return VFIO_API_VERSION
-    if cmd == VFIO_CHECK_EXTENSION:
-        return 1 if arg in (VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
-                            VFIO_UNMAP_ALL) else 0
-    raise err(errno.ENOTTY, f"unknown ioctl {cmd:#x}")
-
-
-# ---------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------
 
@@ -222,7 +201,7 @@ def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = Non
     nr = cmd & 0xFF
     end = TABLE_END_TEST if ctx.test_kernel else TABLE_END
     if nr < CMD_BASE or nr > end:
-        return vfio_ioctl(ctx, cmd, arg, caller)
+        return vfio_compat.ioctl(ctx, cmd, arg, caller)
     op = IOCTL_TABLE.get(nr)
     known = op is not None and op.cmd == cmd
     ksize = op.size if known else 4
