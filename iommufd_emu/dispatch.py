@@ -21,11 +21,11 @@ failure) - a handler that does not call it writes nothing (§2.4).
 
 Commands whose kernel form installs a new fd in the caller
 (IOMMU_FAULT_QUEUE_ALLOC, IOMMU_VEVENTQ_ALLOC, selftest CREATE_ACCESS and
-DMABUF_GET) answer **EOPNOTSUPP** after the generic argument checks: a FUSE
+DMABUF_GET) answer **EOPNOTSUPP** after the kernel's own checks that come
+before the fd (VEVENTQ_ALLOC: up to the vIOMMU lookup and EEXIST): a FUSE
 server cannot install a file descriptor into the calling process, and
 EOPNOTSUPP is what the kernel answers for "known request, unsupported here"
-(§2.3), so callers fall back cleanly. IOMMU_VIOMMU_ALLOC, VDEVICE_ALLOC and
-HW_QUEUE_ALLOC also answer EOPNOTSUPP (not modelled yet).
+(§2.3), so callers fall back cleanly.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import errno
 from dataclasses import dataclass
 from typing import Callable
 
-from . import hwpt, ioas, selftest, vfio_compat
+from . import hwpt, ioas, selftest, vfio_compat, viommu
 from .context import Context
 from .errors import err
 
@@ -111,23 +111,10 @@ def _fd_returning(name: str):
     return handler
 
 
-def _not_modelled(name: str):
-    def handler(ctx, cmd, ucmd):
-        raise err(errno.EOPNOTSUPP, f"{name} is not modelled by gmemfs")
-    handler.__name__ = f"h_{name.lower()}"
-    return handler
-
-
 def _h_fault_queue_alloc(ctx, cmd, ucmd):
     if cmd.flags:
         raise err(errno.EOPNOTSUPP, "FAULT_QUEUE_ALLOC: flags must be 0")
     return _fd_returning("IOMMU_FAULT_QUEUE_ALLOC")(ctx, cmd, ucmd)
-
-
-def _h_veventq_alloc(ctx, cmd, ucmd):
-    if cmd.flags or cmd.__reserved:
-        raise err(errno.EOPNOTSUPP, "VEVENTQ_ALLOC: flags/__reserved must be 0")
-    return _fd_returning("IOMMU_VEVENTQ_ALLOC")(ctx, cmd, ucmd)
 
 
 # ---------------------------------------------------------------------------
@@ -156,11 +143,11 @@ def _build_table():
         _op(_io(0x8D), "iommu_hwpt_invalidate", 32, hwpt.h_invalidate),
         _op(_io(0x8E), "iommu_fault_alloc", 16, _h_fault_queue_alloc),
         _op(_io(0x8F), "iommu_ioas_map_file", 40, ioas.h_map_file),
-        _op(_io(0x90), "iommu_viommu_alloc", 24, _not_modelled("IOMMU_VIOMMU_ALLOC")),
-        _op(_io(0x91), "iommu_vdevice_alloc", 24, _not_modelled("IOMMU_VDEVICE_ALLOC")),
+        _op(_io(0x90), "iommu_viommu_alloc", 24, viommu.h_viommu_alloc),
+        _op(_io(0x91), "iommu_vdevice_alloc", 24, viommu.h_vdevice_alloc),
         _op(_io(0x92), "iommu_ioas_change_process", 8, ioas.h_change_process),
-        _op(_io(0x93), "iommu_veventq_alloc", 28, _h_veventq_alloc),
-        _op(_io(0x94), "iommu_hw_queue_alloc", 40, _not_modelled("IOMMU_HW_QUEUE_ALLOC")),
+        _op(_io(0x93), "iommu_veventq_alloc", 28, viommu.h_veventq_alloc),
+        _op(_io(0x94), "iommu_hw_queue_alloc", 40, viommu.h_hw_queue_alloc),
         _op(_io(0xA0), "iommu_test_cmd", 68, selftest.h_test_cmd),
     ]
     return {op.cmd & 0xFF: op for op in ops}
