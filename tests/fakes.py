@@ -226,8 +226,11 @@ class IommufdHarness:
         opts = dict(options or {})
         opts.setdefault("system", self.system)
         self.caller = caller or FakeCaller()
-        self.caller.mmap(self.ARG, 0x1000)
-        self.caller.mmap(self.SCRATCH, 0x10000)
+        for base, size in ((self.ARG, 0x1000), (self.SCRATCH, 0x10000)):
+            try:
+                self.caller.mmap(base, size)
+            except ValueError:      # a caller shared by two contexts has them already
+                pass
         for base, size in regions:          # the test's user buffers: (base, size), ...
             self.caller.mmap(base, size)
         self.ctx = iommufd_emu.Context(opts)
