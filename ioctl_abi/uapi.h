@@ -491,7 +491,7 @@ struct iommu_hw_queue_alloc {
 #define VFIO_IOMMU_DIRTY_PAGES 0x3b75
 
 /* include/uapi/linux/vfio.h: the type1 container ABI that
-   drivers/iommu/iommufd/vfio_compat.c serves (docs/VFIO_COMPAT.md) */
+   drivers/iommu/iommufd/vfio_compat.c serves (docs/IOMMUFD_KERNEL_NOTES.md) */
 #define VFIO_API_VERSION 0
 #define VFIO_TYPE1_IOMMU 1
 #define VFIO_SPAPR_TCE_IOMMU 2
