@@ -316,3 +316,18 @@ def errno_of(fn, *a, **kw) -> int:
     with pytest.raises(OSError) as ei:
         fn(*a, **kw)
     return ei.value.errno
+
+
+def hwpt_alloc(h, dev_id, pt_id, flags=0, data=None, data_type=None, **kw):
+    """IOMMU_HWPT_ALLOC through ``h``; ``data``: the driver blob (selftest
+    type unless ``data_type``), placed in the harness scratch. The new id."""
+    import ioctl_abi as A
+    fields = dict(dev_id=dev_id, pt_id=pt_id, flags=flags)
+    if data is not None:
+        h.caller.write(h.SCRATCH + 0x8000, data)
+        fields.update(data_uptr=h.SCRATCH + 0x8000, data_len=len(data),
+                      data_type=A.IOMMU_HWPT_DATA_SELFTEST if data_type is None else data_type)
+    elif data_type is not None:
+        fields.update(data_type=data_type)
+    fields.update(kw)
+    return h.ioctl("IOMMU_HWPT_ALLOC", "iommu_hwpt_alloc", **fields).out_hwpt_id

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 import ioctl_abi as A
 from iommufd_emu import dispatch
-from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E
+from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E, hwpt_alloc
 
 PS = 4096
 U64 = (1 << 64) - 1
@@ -34,16 +34,6 @@ def u32(v):
 
 def u64(v):
     return v.to_bytes(8, "little")
-
-
-def hwpt_alloc(h, dev_id, pt_id, flags=0, data=None, data_type=None, **kw):
-    fields = dict(dev_id=dev_id, pt_id=pt_id, flags=flags)
-    if data is not None:
-        h.caller.write(h.SCRATCH + 0x8000, data)
-        fields.update(data_uptr=h.SCRATCH + 0x8000, data_len=len(data),
-                      data_type=A.IOMMU_HWPT_DATA_SELFTEST if data_type is None else data_type)
-    fields.update(kw)
-    return h.ioctl("IOMMU_HWPT_ALLOC", "iommu_hwpt_alloc", **fields).out_hwpt_id
 
 
 def sdata(iotlb=A.IOMMU_TEST_IOTLB_DEFAULT, ptype=0):

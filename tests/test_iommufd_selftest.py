@@ -5,7 +5,7 @@ import errno
 import pytest
 
 import ioctl_abi as A
-from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E
+from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E, hwpt_alloc
 
 PS = 4096
 U64 = (1 << 64) - 1
@@ -19,18 +19,6 @@ AP = 0x1000000
 def h():
     with IommufdHarness(regions=[(BUF, BUFSZ)]) as hh:
         yield hh
-
-
-def hwpt_alloc(h, dev_id, pt_id, flags=0, data=None, data_type=None, **kw):
-    fields = dict(dev_id=dev_id, pt_id=pt_id, flags=flags)
-    if data is not None:
-        h.caller.write(h.SCRATCH + 0x8000, data)
-        fields.update(data_uptr=h.SCRATCH + 0x8000, data_len=len(data),
-                      data_type=A.IOMMU_HWPT_DATA_SELFTEST if data_type is None else data_type)
-    elif data_type is not None:
-        fields.update(data_type=data_type)
-    fields.update(kw)
-    return h.ioctl("IOMMU_HWPT_ALLOC", "iommu_hwpt_alloc", **fields).out_hwpt_id
 
 
 def selftest_data(iotlb=A.IOMMU_TEST_IOTLB_DEFAULT, ptype=0):

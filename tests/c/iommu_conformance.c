@@ -29,25 +29,7 @@
 
 static const char *res(long rc)
 {
-	static char buf[32];
-	if (rc >= 0)
-		return "ok";
-	switch (errno) {
-	case EINVAL: return "EINVAL";
-	case ENOENT: return "ENOENT";
-	case E2BIG: return "E2BIG";
-	case ENOTTY: return "ENOTTY";
-	case EFAULT: return "EFAULT";
-	case EOPNOTSUPP: return "EOPNOTSUPP";
-	case EBUSY: return "EBUSY";
-	case EEXIST: return "EEXIST";
-	case ENODEV: return "ENODEV";
-	case EPERM: return "EPERM";
-	case EIO: return "EIO";
-	case EOVERFLOW: return "EOVERFLOW";
-	}
-	snprintf(buf, sizeof(buf), "errno%d", errno);
-	return buf;
+	return rc >= 0 ? "ok" : strerrorname_np(errno);   /* "EINVAL", ... */
 }
 
 #define CHECK(name, call) printf("%s %s\n", name, res(call))
