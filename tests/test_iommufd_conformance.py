@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 import ioctl_abi as A
 from iommufd_emu import dispatch
-from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E, hwpt_alloc
+from fakes import FakeFileRef, IommufdHarness, errno_of as E, hwpt_alloc
 
 PS = 4096
 U64 = (1 << 64) - 1
