@@ -4,8 +4,9 @@
 
 1. ``nr = cmd & 0xff``; ``nr < 0x80`` or beyond the table end (0xa0 on a test
    kernel, ``Context(options={'test_kernel': False})`` ends at 0x94) -> the
-   VFIO type1 compatibility handler (§9, vfio_compat.py); anything it does
-   not know -> ENOTTY.
+   VFIO type1 compatibility rows of the table (``VFIO_TABLE``, by full
+   command: struct, argsz minimum, handler in vfio_compat.py; their argsz
+   rules are vfio_compat.c's, not §2.2's); any other command -> ENOTTY.
 2. read the u32 ``size`` at ``arg`` -> EFAULT;
 3. empty slot or ``cmd`` != slot command -> ENOTTY;
 4. ``size < min`` -> EINVAL;
@@ -176,6 +177,30 @@ def _ptr_type(struct: str):
 IOCTL_TABLE: dict[int, Op] = _build_table()
 
 
+def _vfio(cmd: int, struct: str | None, min_size: int, handler: Callable) -> Op:
+    return Op(cmd, struct or "", min_size, handler, kernel_size(struct) if struct else 0)
+
+
+def _build_vfio_table():
+    """The VFIO type1 container commands (vfio_compat.c), by full command:
+    struct (None: an integer argument), the ``argsz`` minimum (offsetofend of
+    the last mandatory member) and the handler ``(ctx, arg, caller)``."""
+    V = vfio_compat
+    ops = [
+        _vfio(V.VFIO_GET_API_VERSION, None, 0, V.get_api_version),
+        _vfio(V.VFIO_CHECK_EXTENSION, None, 0, V.check_extension_ioctl),
+        _vfio(V.VFIO_SET_IOMMU, None, 0, V.set_iommu_ioctl),
+        _vfio(V.VFIO_IOMMU_GET_INFO, "vfio_iommu_type1_info", V.INFO_MINSZ, V.get_info),
+        _vfio(V.VFIO_IOMMU_MAP_DMA, "vfio_iommu_type1_dma_map", V.MAP_MINSZ, V.map_dma),
+        _vfio(V.VFIO_IOMMU_UNMAP_DMA, "vfio_iommu_type1_dma_unmap", V.UNMAP_MINSZ,
+              V.unmap_dma),
+    ]
+    return {op.cmd: op for op in ops}
+
+
+VFIO_TABLE: dict[int, Op] = _build_vfio_table()
+
+
 def table() -> dict[int, Op]:
     return IOCTL_TABLE
 
@@ -188,7 +213,10 @@ def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = Non
     nr = cmd & 0xFF
     end = TABLE_END_TEST if ctx.test_kernel else TABLE_END
     if nr < CMD_BASE or nr > end:
-        return vfio_compat.ioctl(ctx, cmd, arg, caller)
+        vop = VFIO_TABLE.get(cmd)
+        if vop is None:       # iommufd_vfio_ioctl: -ENOIOCTLCMD
+            raise err(errno.ENOTTY, f"unknown ioctl {cmd:#x}")
+        return vop.handler(ctx, arg, caller)
     op = IOCTL_TABLE.get(nr)
     known = op is not None and op.cmd == cmd
     ksize = op.size if known else 4

@@ -3,9 +3,10 @@
 The kernel's drivers/iommu/iommufd/vfio_compat.c, whose rules these are
 (docs/IOMMUFD_KERNEL_NOTES.md has them in prose). Every ioctl but the two
 queries works on the *compat IOAS* (IOMMU_VFIO_IOAS SET, ``ctx.vfio_ioas``;
-none -> ENODEV after the argument checks). Numbers below 0x80 reach
-``ioctl(ctx, cmd, arg, caller)`` from dispatch; ``arg`` is the raw argument
-(an integer for SET_IOMMU / CHECK_EXTENSION, a pointer otherwise).
+none -> ENODEV after the argument checks). The handlers are rows of
+``dispatch.VFIO_TABLE`` (command, struct, argsz minimum, handler) and get
+``(ctx, arg, caller)``; ``arg`` is the raw argument (an integer for
+SET_IOMMU / CHECK_EXTENSION, a pointer otherwise).
 
 * GET_API_VERSION -> 0. CHECK_EXTENSION -> 1 for TYPE1, TYPE1v2, UNMAP_ALL;
   NOIOMMU when the kernel has CONFIG_VFIO_NOIOMMU (context option
@@ -65,6 +66,9 @@ VFIO_DMA_UNMAP_FLAG_ALL = 2
 PAGE_SIZE = 4096
 ULONG_MAX = (1 << 64) - 1
 INFO_SIZE = 24                  # sizeof(struct vfio_iommu_type1_info)
+INFO_MINSZ = 16                 # offsetofend(..., iova_pgsizes)
+MAP_MINSZ = 32                  # offsetofend(struct vfio_iommu_type1_dma_map, size)
+UNMAP_MINSZ = 24                # offsetofend(struct vfio_iommu_type1_dma_unmap, size)
 U32_MAX = (1 << 32) - 1
 
 
@@ -122,9 +126,9 @@ def pagesizes(ioas) -> int:
 
 
 def get_info(ctx, arg: int, caller) -> int:
-    head = caller.read(arg, 16)                          # copy_from_user(minsz): EFAULT
+    head = caller.read(arg, INFO_MINSZ)                          # copy_from_user(minsz): EFAULT
     argsz = _u32(head, 0)
-    if argsz < 16:
+    if argsz < INFO_MINSZ:
         raise err(errno.EINVAL, "VFIO_IOMMU_GET_INFO: argsz < 16")
     minsz = min(argsz, INFO_SIZE)
     ioas = compat_ioas(ctx)
@@ -162,9 +166,9 @@ def get_info(ctx, arg: int, caller) -> int:
 
 def map_dma(ctx, arg: int, caller) -> int:
     from .ioas import map_user
-    b = caller.read(arg, 32)
+    b = caller.read(arg, MAP_MINSZ)
     argsz, flags = _u32(b, 0), _u32(b, 4)
-    if argsz < 32 or flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE):
+    if argsz < MAP_MINSZ or flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE):
         raise err(errno.EINVAL, "VFIO_IOMMU_MAP_DMA: argsz < 32 or unknown flags")
     ioas = compat_ioas(ctx)
     map_user(ctx, ioas, caller, _u64(b, 8), _u64(b, 24), _u64(b, 16), True,
@@ -173,9 +177,9 @@ def map_dma(ctx, arg: int, caller) -> int:
 
 
 def unmap_dma(ctx, arg: int, caller) -> int:
-    b = caller.read(arg, 24)
+    b = caller.read(arg, UNMAP_MINSZ)
     argsz, flags, iova, size = _u32(b, 0), _u32(b, 4), _u64(b, 8), _u64(b, 16)
-    if argsz < 24 or flags & ~VFIO_DMA_UNMAP_FLAG_ALL:
+    if argsz < UNMAP_MINSZ or flags & ~VFIO_DMA_UNMAP_FLAG_ALL:
         raise err(errno.EINVAL, "VFIO_IOMMU_UNMAP_DMA: argsz < 24 or unsupported flags")
     ioas = compat_ioas(ctx)
     if flags & VFIO_DMA_UNMAP_FLAG_ALL:
@@ -202,18 +206,13 @@ def _unmap_iova(ioas, iova: int, size: int):
     return ioas.unmap_walk(iova, iova + size - 1)
 
 
-def ioctl(ctx, cmd: int, arg: int, caller) -> int:
-    """iommufd_vfio_ioctl: -ENOIOCTLCMD (ENOTTY) for anything it does not know."""
-    if cmd == VFIO_GET_API_VERSION:
-        return VFIO_API_VERSION
-    if cmd == VFIO_CHECK_EXTENSION:
-        return check_extension(ctx, arg)
-    if cmd == VFIO_SET_IOMMU:
-        return set_iommu(ctx, arg, caller)
-    if cmd == VFIO_IOMMU_GET_INFO:
-        return get_info(ctx, arg, caller)
-    if cmd == VFIO_IOMMU_MAP_DMA:
-        return map_dma(ctx, arg, caller)
-    if cmd == VFIO_IOMMU_UNMAP_DMA:
-        return unmap_dma(ctx, arg, caller)
-    raise err(errno.ENOTTY, f"unknown ioctl {cmd:#x}")
+def get_api_version(ctx, arg: int, caller) -> int:
+    return VFIO_API_VERSION
+
+
+def check_extension_ioctl(ctx, arg: int, caller) -> int:
+    return check_extension(ctx, arg)
+
+
+def set_iommu_ioctl(ctx, arg: int, caller) -> int:
+    return set_iommu(ctx, arg, caller)

@@ -736,3 +736,23 @@ def test_domain_kinds_aperture_alignment_and_dirty_per_hwpt_selftest_c(h):
     assert list(h.ctx.lookup(huge).dirty) == []
     assert list(h.ctx.lookup(auto).dirty) == []
     assert E(hwpt_alloc, h, idev, i, data=sdata(ptype=A.MOCK_IOMMUPT_AMDV1)) == errno.EOPNOTSUPP
+
+
+def test_vfio_table_rows_have_struct_and_argsz_minimum_vfio_compat_c():
+    """The VFIO rows of the one dispatch table: argsz minimum =
+    offsetofend(last mandatory member) of the struct (iova_pgsizes of the
+    info, size of map and unmap); the integer-argument commands have none."""
+    ffi, t = A.ffi, dispatch.VFIO_TABLE
+
+    def end(struct, member):
+        return ffi.offsetof(f"struct {struct}", member) + ffi.sizeof(
+            ffi.typeof(f"struct {struct}").fields[[f[0] for f in ffi.typeof(
+                f"struct {struct}").fields].index(member)][1].type)
+
+    assert t[A.VFIO_IOMMU_GET_INFO].min_size == end("vfio_iommu_type1_info", "iova_pgsizes")
+    assert t[A.VFIO_IOMMU_MAP_DMA].min_size == end("vfio_iommu_type1_dma_map", "size")
+    assert t[A.VFIO_IOMMU_UNMAP_DMA].min_size == end("vfio_iommu_type1_dma_unmap", "size")
+    for cmd in (A.VFIO_GET_API_VERSION, A.VFIO_CHECK_EXTENSION, A.VFIO_SET_IOMMU):
+        assert t[cmd].min_size == 0 and t[cmd].struct == ""
+    assert set(t) == {A.VFIO_GET_API_VERSION, A.VFIO_CHECK_EXTENSION, A.VFIO_SET_IOMMU,
+                      A.VFIO_IOMMU_GET_INFO, A.VFIO_IOMMU_MAP_DMA, A.VFIO_IOMMU_UNMAP_DMA}
