@@ -97,6 +97,124 @@ def read_fdinfo(fd: int, pid: str | int = "self") -> dict[str, str]:
     return out
 
 
+# Capability numbers (include/uapi/linux/capability.h) the iommufd model asks about.
+CAPS = {"CAP_IPC_LOCK": 14, "CAP_SYS_RAWIO": 17, "CAP_SYS_ADMIN": 21, "CAP_SYS_RESOURCE": 24}
+
+
+def thread_has_cap(tid: int, cap: str) -> bool:
+    """What the kernel's capable(cap) says for thread ``tid``: the bit is in the
+    thread's effective set (``CapEff:`` of /proc/TID/status, per thread) and the
+    thread lives in the initial user namespace (capable() checks init_user_ns;
+    a thread of a child user namespace is never capable)."""
+    bit = CAPS[cap]
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    eff = int(line.split()[1], 16)
+                    break
+            else:
+                return False
+        if not eff >> bit & 1:
+            return False
+        return os.readlink(f"/proc/{tid}/ns/user") == os.readlink("/proc/1/ns/user")
+    except OSError:
+        return False
+
+
+PM_PRESENT = 1 << 63
+PM_FILE = 1 << 61          # /proc/PID/pagemap: file page or shared-anonymous page
+
+
+def _maps_vmas(pid: int, start: int, end: int):
+    """VMAs of ``pid`` intersecting [start, end), ascending:
+    (lo, hi, perms, file offset, (major, minor), inode)."""
+    out = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if hi <= start:
+                continue
+            if lo >= end:
+                break
+            maj, mnr = (int(x, 16) for x in parts[3].split(":"))
+            out.append((lo, hi, parts[1], int(parts[2], 16), (maj, mnr), int(parts[4])))
+    return out
+
+
+def vma_backing(pid: int, addr: int, size: int, own_dev=None):
+    """What backs [addr, addr+size) of process ``pid``, as runs
+    ``(start, end, key, base)``: the byte at ``v`` in [start, end) is byte
+    ``base + (v - start)`` of the memory named ``key``:
+
+    * ``("file", (st_dev, st_ino))``, base = file offset: a shared mapping of a
+      file (memfd, tmpfs, hugetlbfs, shared anonymous memory, any file), and a
+      page of a private file mapping that was not copied on write
+      (/proc/PID/pagemap: not present, or a file page);
+    * ``("mm", pid)``, base = the address itself: private memory (anonymous,
+      copied-on-write pages);
+    * ``("gmemfs", ino)``: a mapping of this gmemfs mount (``own_dev``), whose
+      files are never stat-ed.
+
+    The file identity is the device and inode /proc/PID/maps prints (the
+    superblock's, as fstat gives for shmem/hugetlbfs/most disks); where they
+    differ from the file's own (fstat of /proc/PID/map_files/..., which follows
+    to the mapped file) the map_files answer wins. OSError(EFAULT) if part of
+    the range is not mapped (what get_user_pages would say)."""
+    end = addr + size
+    out = []
+    pos = addr
+    for lo, hi, perms, off, dev, ino in _maps_vmas(pid, addr, end):
+        if lo > pos:
+            break
+        s, e = pos, min(hi, end)
+        if ino == 0:
+            out.append((s, e, ("mm", pid), s))
+        elif own_dev is not None and dev == tuple(own_dev):
+            out.append((s, e, ("gmemfs", ino), off + (s - lo)))
+        else:
+            ident = (os.makedev(*dev), ino)
+            try:
+                st = os.stat(f"/proc/{pid}/map_files/{lo:x}-{hi:x}")
+                ident = (st.st_dev, st.st_ino)
+            except OSError:
+                pass
+            key = ("file", ident)
+            if perms[3] == "s":
+                out.append((s, e, key, off + (s - lo)))
+            else:
+                out.extend(_private_file_runs(pid, s, e, lo, off, key))
+        pos = e
+        if pos >= end:
+            return out
+    raise OSError(errno.EFAULT, f"[{pos:#x}, {end:#x}) of pid {pid} is not mapped")
+
+
+def _private_file_runs(pid, s, e, lo, off, key):
+    """Split a private file mapping by /proc/PID/pagemap: copied-on-write pages
+    are the process's own, the others still the file's."""
+    first, last = s >> 12, (e - 1) >> 12
+    try:
+        with open(f"/proc/{pid}/pagemap", "rb") as f:
+            f.seek(first * 8)
+            raw = f.read((last - first + 1) * 8)
+    except OSError:
+        raw = b""
+    runs = []
+    for i in range(last - first + 1):
+        ent = int.from_bytes(raw[i * 8:i * 8 + 8], "little") if len(raw) >= i * 8 + 8 else 0
+        anon = ent & PM_PRESENT and not ent & PM_FILE
+        ps = max(s, (first + i) << 12)
+        pe = min(e, (first + i + 1) << 12)
+        k, base = (("mm", pid), ps) if anon else (key, off + (ps - lo))
+        if runs and runs[-1][2] == k and runs[-1][3] + (runs[-1][1] - runs[-1][0]) == base:
+            runs[-1] = (runs[-1][0], pe, k, runs[-1][3])
+        else:
+            runs.append((ps, pe, k, base))
+    return runs
+
+
 class ProcessMemory:
     """A process's memory, reachable later (IOMMU_IOAS_MAP by user VA).
 
@@ -146,6 +264,18 @@ class ProcessMemory:
             pass
         raise OSError(errno.EFAULT, f"[{pos:#x}, {end:#x}) of pid {self.pid} is not "
                                     f"{'writable' if write else 'readable'} memory")
+
+    def backing(self, addr: int, size: int, own_dev=None):
+        """What backs [addr, addr+size): runs (start, end, key, base), see
+        vma_backing; EFAULT if unmapped or the process has exited."""
+        if not self.alive():
+            raise OSError(errno.EFAULT, f"process {self.pid} has exited")
+        try:
+            return vma_backing(self.pid, addr, size, own_dev)
+        except OSError as e:
+            if e.errno == errno.EFAULT:
+                raise
+            raise OSError(errno.EFAULT, f"cannot read the mappings of pid {self.pid}") from e
 
     def read(self, addr: int, size: int) -> bytes:
         if not self.alive():
@@ -253,6 +383,11 @@ class Caller:
 
     def memory(self) -> ProcessMemory:
         return ProcessMemory(self.pid)
+
+    def has_cap(self, cap: str) -> bool:
+        """capable(cap) of the requesting thread (CAP_IPC_LOCK, CAP_SYS_RESOURCE,
+        CAP_SYS_RAWIO, CAP_SYS_ADMIN): see thread_has_cap."""
+        return thread_has_cap(self.tid, cap)
 
     def dup_fd(self, fd: int) -> int:
         """A copy of the caller's fd in this process (pidfd_getfd); the

@@ -16,7 +16,8 @@
  *     declares are declared here under a gmemfs_sys_ tag (and checked to have
  *     the same size); the kernel name then refers to the system's struct.
  *   - <linux/vfio.h>: before this header, the VFIO device structs it already
- *     declares are declared here under a gmemfs_sys_ tag (sizes checked); after
+ *     declares (the device cdev ones and the type1 container ones) are declared
+ *     here under a gmemfs_sys_ tag (sizes checked); after
  *     it, it is a no-op (uapi.h has the device cdev ABI gmemfs serves).
  *   - <linux/vfio.h>, <linux/kvm.h>: the numbers we also define get the same
  *     values; this file is marked as a system header so gcc does not warn
@@ -75,6 +76,11 @@
 #define vfio_pci_hot_reset_info gmemfs_sys_vfio_pci_hot_reset_info
 #define vfio_pci_hot_reset gmemfs_sys_vfio_pci_hot_reset
 #define vfio_device_ioeventfd gmemfs_sys_vfio_device_ioeventfd
+#define vfio_info_cap_header gmemfs_sys_vfio_info_cap_header
+#define vfio_iommu_type1_info gmemfs_sys_vfio_iommu_type1_info
+#define vfio_iommu_type1_info_dma_avail gmemfs_sys_vfio_iommu_type1_info_dma_avail
+#define vfio_iommu_type1_dma_map gmemfs_sys_vfio_iommu_type1_dma_map
+#define vfio_iommu_type1_dma_unmap gmemfs_sys_vfio_iommu_type1_dma_unmap
 #endif
 #if (defined(_UAPIVFIO_H) || defined(VFIO_H)) && defined(VFIO_DEVICE_BIND_IOMMUFD)
 #define GMEMFS_SYS_VFIO_CDEV 1
@@ -94,10 +100,27 @@
 #undef vfio_pci_hot_reset_info
 #undef vfio_pci_hot_reset
 #undef vfio_device_ioeventfd
+#undef vfio_info_cap_header
+#undef vfio_iommu_type1_info
+#undef vfio_iommu_type1_info_dma_avail
+#undef vfio_iommu_type1_dma_map
+#undef vfio_iommu_type1_dma_unmap
 _Static_assert(sizeof(struct vfio_region_info) == sizeof(struct gmemfs_sys_vfio_region_info),
 	       "system <linux/vfio.h> disagrees with gmemfs on vfio_region_info");
 _Static_assert(sizeof(struct vfio_irq_set) == sizeof(struct gmemfs_sys_vfio_irq_set),
 	       "system <linux/vfio.h> disagrees with gmemfs on vfio_irq_set");
+_Static_assert(sizeof(struct vfio_iommu_type1_info) ==
+	       sizeof(struct gmemfs_sys_vfio_iommu_type1_info),
+	       "system <linux/vfio.h> disagrees with gmemfs on vfio_iommu_type1_info");
+_Static_assert(sizeof(struct vfio_iommu_type1_dma_map) ==
+	       sizeof(struct gmemfs_sys_vfio_iommu_type1_dma_map),
+	       "system <linux/vfio.h> disagrees with gmemfs on vfio_iommu_type1_dma_map");
+_Static_assert(sizeof(struct vfio_iommu_type1_dma_unmap) ==
+	       sizeof(struct gmemfs_sys_vfio_iommu_type1_dma_unmap),
+	       "system <linux/vfio.h> disagrees with gmemfs on vfio_iommu_type1_dma_unmap");
+_Static_assert(sizeof(struct vfio_iommu_type1_info_dma_avail) ==
+	       sizeof(struct gmemfs_sys_vfio_iommu_type1_info_dma_avail),
+	       "system <linux/vfio.h> disagrees with gmemfs on vfio_iommu_type1_info_dma_avail");
 #endif
 #ifdef GMEMFS_SYS_VFIO_CDEV
 #undef vfio_device_bind_iommufd

@@ -490,6 +490,68 @@ struct iommu_hw_queue_alloc {
 #define VFIO_IOMMU_DISABLE 0x3b74
 #define VFIO_IOMMU_DIRTY_PAGES 0x3b75
 
+/* include/uapi/linux/vfio.h: the type1 container ABI that
+   drivers/iommu/iommufd/vfio_compat.c serves (docs/IOMMUFD_KERNEL_NOTES.md) */
+#define VFIO_API_VERSION 0
+#define VFIO_TYPE1_IOMMU 1
+#define VFIO_SPAPR_TCE_IOMMU 2
+#define VFIO_TYPE1v2_IOMMU 3
+#define VFIO_DMA_CC_IOMMU 4
+#define VFIO_EEH 5
+#define VFIO_TYPE1_NESTING_IOMMU 6
+#define VFIO_SPAPR_TCE_v2_IOMMU 7
+#define VFIO_NOIOMMU_IOMMU 8
+#define VFIO_UNMAP_ALL 9
+#define VFIO_UPDATE_VADDR 10
+
+struct vfio_info_cap_header {
+	uint16_t id;
+	uint16_t version;
+	uint32_t next;		/* offset of the next cap from the start of the info struct */
+};
+
+#define VFIO_IOMMU_INFO_PGSIZES 0x1
+#define VFIO_IOMMU_INFO_CAPS 0x2
+struct vfio_iommu_type1_info {	/* 24 bytes; argsz >= 16 (end of iova_pgsizes) */
+	uint32_t argsz;
+	uint32_t flags;
+	uint64_t iova_pgsizes;
+	uint32_t cap_offset;	/* 4 bytes of tail padding follow (alignment 8) */
+};
+
+/* vfio_iommu_type1_info_cap_iova_range (id 1) is { header; u32 nr_iovas;
+   u32 reserved; struct vfio_iova_range { u64 start; u64 end; } iova_ranges[]; }
+   = 16 + 16 * nr_iovas bytes; not declared here (a flexible array of u64s
+   cffi cannot lay out like gcc) */
+#define VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE 1
+
+#define VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL 3
+struct vfio_iommu_type1_info_dma_avail {	/* 12 bytes */
+	struct vfio_info_cap_header header;
+	uint32_t avail;
+};
+
+#define VFIO_DMA_MAP_FLAG_READ 0x1
+#define VFIO_DMA_MAP_FLAG_WRITE 0x2
+#define VFIO_DMA_MAP_FLAG_VADDR 0x4
+struct vfio_iommu_type1_dma_map {	/* 32 bytes; argsz >= 32 */
+	uint32_t argsz;
+	uint32_t flags;
+	uint64_t vaddr;
+	uint64_t iova;
+	uint64_t size;
+};
+
+#define VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP 0x1
+#define VFIO_DMA_UNMAP_FLAG_ALL 0x2
+#define VFIO_DMA_UNMAP_FLAG_VADDR 0x4
+struct vfio_iommu_type1_dma_unmap {	/* 24 bytes (+ dirty bitmap data); argsz >= 24 */
+	uint32_t argsz;
+	uint32_t flags;
+	uint64_t iova;
+	uint64_t size;
+};
+
 /* ====================================================================== */
 /* iommufd selftest ABI: IOMMU_TEST_CMD (iommufd.md §10)                  */
 /* ====================================================================== */

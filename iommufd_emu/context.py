@@ -108,7 +108,10 @@ class Context:
         self._free: list[int] = []          # heap of released IDs < _next
         self._next = ID_MIN
         self._pending: list[IommufdObject] | None = None
+        self._tombstones: set[int] = set()  # IDs of objects the kernel destroyed
         self.vfio_ioas = None               # weak: cleared when that IOAS dies
+        self.no_iommu_mode = False          # a VFIO no-iommu device was bound (vfio_compat)
+        self.mmap_regions: dict = {}        # mmap() offset -> (owner, length) (viommu.py)
         self.closed = False
         # references from outside the fd (a bound VFIO device's
         # iommufd_ctx_get): the fd's release waits for the last one
@@ -172,6 +175,20 @@ class Context:
         obj.dead = True
         self._objs.pop(obj.id, None)
         self._release_id(obj.id)
+        if self.vfio_ioas is obj:
+            self.vfio_ioas = None
+        obj.destroy()
+
+    def tombstone(self, obj: IommufdObject) -> None:
+        """Destroy ``obj`` on the kernel's behalf but keep its ID reserved until
+        the context is closed (iommufd_object_tombstone_user: a vDEVICE whose
+        device went away first). Lookups and IOMMU_DESTROY of the ID say ENOENT;
+        no new object gets it."""
+        if obj.dead:
+            return
+        obj.dead = True
+        self._objs.pop(obj.id, None)
+        self._tombstones.add(obj.id)
         if self.vfio_ioas is obj:
             self.vfio_ioas = None
         obj.destroy()
@@ -240,3 +257,6 @@ class Context:
                 if not o.dead and o.users == 0:
                     self._drop(o)
         self.vfio_ioas = None
+        for i in self._tombstones:
+            self._release_id(i)
+        self._tombstones.clear()

@@ -4,8 +4,9 @@
 
 1. ``nr = cmd & 0xff``; ``nr < 0x80`` or beyond the table end (0xa0 on a test
    kernel, ``Context(options={'test_kernel': False})`` ends at 0x94) -> the
-   VFIO compatibility handler (§9): only ``VFIO_GET_API_VERSION`` and
-   ``VFIO_CHECK_EXTENSION`` are implemented, everything else -> ENOTTY.
+   VFIO type1 compatibility rows of the table (``VFIO_TABLE``, by full
+   command: struct, argsz minimum, handler in vfio_compat.py; their argsz
+   rules are vfio_compat.c's, not §2.2's); any other command -> ENOTTY.
 2. read the u32 ``size`` at ``arg`` -> EFAULT;
 3. empty slot or ``cmd`` != slot command -> ENOTTY;
 4. ``size < min`` -> EINVAL;
@@ -21,11 +22,11 @@ failure) - a handler that does not call it writes nothing (§2.4).
 
 Commands whose kernel form installs a new fd in the caller
 (IOMMU_FAULT_QUEUE_ALLOC, IOMMU_VEVENTQ_ALLOC, selftest CREATE_ACCESS and
-DMABUF_GET) answer **EOPNOTSUPP** after the generic argument checks: a FUSE
+DMABUF_GET) answer **EOPNOTSUPP** after the kernel's own checks that come
+before the fd (VEVENTQ_ALLOC: up to the vIOMMU lookup and EEXIST): a FUSE
 server cannot install a file descriptor into the calling process, and
 EOPNOTSUPP is what the kernel answers for "known request, unsupported here"
-(§2.3), so callers fall back cleanly. IOMMU_VIOMMU_ALLOC, VDEVICE_ALLOC and
-HW_QUEUE_ALLOC also answer EOPNOTSUPP (not modelled yet).
+(§2.3), so callers fall back cleanly.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import errno
 from dataclasses import dataclass
 from typing import Callable
 
-from . import hwpt, ioas, selftest
+from . import hwpt, ioas, selftest, vfio_compat, viommu
 from .context import Context
 from .errors import err
 
@@ -111,44 +112,10 @@ def _fd_returning(name: str):
     return handler
 
 
-def _not_modelled(name: str):
-    def handler(ctx, cmd, ucmd):
-        raise err(errno.EOPNOTSUPP, f"{name} is not modelled by gmemfs")
-    handler.__name__ = f"h_{name.lower()}"
-    return handler
-
-
 def _h_fault_queue_alloc(ctx, cmd, ucmd):
     if cmd.flags:
         raise err(errno.EOPNOTSUPP, "FAULT_QUEUE_ALLOC: flags must be 0")
     return _fd_returning("IOMMU_FAULT_QUEUE_ALLOC")(ctx, cmd, ucmd)
-
-
-def _h_veventq_alloc(ctx, cmd, ucmd):
-    if cmd.flags or cmd.__reserved:
-        raise err(errno.EOPNOTSUPP, "VEVENTQ_ALLOC: flags/__reserved must be 0")
-    return _fd_returning("IOMMU_VEVENTQ_ALLOC")(ctx, cmd, ucmd)
-
-
-# ---------------------------------------------------------------------------
-# VFIO compatibility (spec §9) - only the two argument-less queries.
-# ---------------------------------------------------------------------------
-
-VFIO_GET_API_VERSION = 0x3B64
-VFIO_CHECK_EXTENSION = 0x3B65
-VFIO_API_VERSION = 0
-VFIO_TYPE1_IOMMU = 1
-VFIO_TYPE1v2_IOMMU = 3
-VFIO_UNMAP_ALL = 9
-
-
-def vfio_ioctl(ctx: Context, cmd: int, arg: int, caller) -> int:
-    if cmd == VFIO_GET_API_VERSION:
-        return VFIO_API_VERSION
-    if cmd == VFIO_CHECK_EXTENSION:
-        return 1 if arg in (VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
-                            VFIO_UNMAP_ALL) else 0
-    raise err(errno.ENOTTY, f"unknown ioctl {cmd:#x}")
 
 
 # ---------------------------------------------------------------------------
@@ -177,11 +144,11 @@ def _build_table():
         _op(_io(0x8D), "iommu_hwpt_invalidate", 32, hwpt.h_invalidate),
         _op(_io(0x8E), "iommu_fault_alloc", 16, _h_fault_queue_alloc),
         _op(_io(0x8F), "iommu_ioas_map_file", 40, ioas.h_map_file),
-        _op(_io(0x90), "iommu_viommu_alloc", 24, _not_modelled("IOMMU_VIOMMU_ALLOC")),
-        _op(_io(0x91), "iommu_vdevice_alloc", 24, _not_modelled("IOMMU_VDEVICE_ALLOC")),
+        _op(_io(0x90), "iommu_viommu_alloc", 24, viommu.h_viommu_alloc),
+        _op(_io(0x91), "iommu_vdevice_alloc", 24, viommu.h_vdevice_alloc),
         _op(_io(0x92), "iommu_ioas_change_process", 8, ioas.h_change_process),
-        _op(_io(0x93), "iommu_veventq_alloc", 28, _h_veventq_alloc),
-        _op(_io(0x94), "iommu_hw_queue_alloc", 40, _not_modelled("IOMMU_HW_QUEUE_ALLOC")),
+        _op(_io(0x93), "iommu_veventq_alloc", 28, viommu.h_veventq_alloc),
+        _op(_io(0x94), "iommu_hw_queue_alloc", 40, viommu.h_hw_queue_alloc),
         _op(_io(0xA0), "iommu_test_cmd", 68, selftest.h_test_cmd),
     ]
     return {op.cmd & 0xFF: op for op in ops}
@@ -210,6 +177,30 @@ def _ptr_type(struct: str):
 IOCTL_TABLE: dict[int, Op] = _build_table()
 
 
+def _vfio(cmd: int, struct: str | None, min_size: int, handler: Callable) -> Op:
+    return Op(cmd, struct or "", min_size, handler, kernel_size(struct) if struct else 0)
+
+
+def _build_vfio_table():
+    """The VFIO type1 container commands (vfio_compat.c), by full command:
+    struct (None: an integer argument), the ``argsz`` minimum (offsetofend of
+    the last mandatory member) and the handler ``(ctx, arg, caller)``."""
+    V = vfio_compat
+    ops = [
+        _vfio(V.VFIO_GET_API_VERSION, None, 0, V.get_api_version),
+        _vfio(V.VFIO_CHECK_EXTENSION, None, 0, V.check_extension_ioctl),
+        _vfio(V.VFIO_SET_IOMMU, None, 0, V.set_iommu_ioctl),
+        _vfio(V.VFIO_IOMMU_GET_INFO, "vfio_iommu_type1_info", V.INFO_MINSZ, V.get_info),
+        _vfio(V.VFIO_IOMMU_MAP_DMA, "vfio_iommu_type1_dma_map", V.MAP_MINSZ, V.map_dma),
+        _vfio(V.VFIO_IOMMU_UNMAP_DMA, "vfio_iommu_type1_dma_unmap", V.UNMAP_MINSZ,
+              V.unmap_dma),
+    ]
+    return {op.cmd: op for op in ops}
+
+
+VFIO_TABLE: dict[int, Op] = _build_vfio_table()
+
+
 def table() -> dict[int, Op]:
     return IOCTL_TABLE
 
@@ -222,7 +213,10 @@ def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = Non
     nr = cmd & 0xFF
     end = TABLE_END_TEST if ctx.test_kernel else TABLE_END
     if nr < CMD_BASE or nr > end:
-        return vfio_ioctl(ctx, cmd, arg, caller)
+        vop = VFIO_TABLE.get(cmd)
+        if vop is None:       # iommufd_vfio_ioctl: -ENOIOCTLCMD
+            raise err(errno.ENOTTY, f"unknown ioctl {cmd:#x}")
+        return vop.handler(ctx, arg, caller)
     op = IOCTL_TABLE.get(nr)
     known = op is not None and op.cmd == cmd
     ksize = op.size if known else 4

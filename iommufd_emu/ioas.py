@@ -101,7 +101,7 @@ class Reserved:
 
 class Area:
     __slots__ = ("iova", "length", "pages", "start_byte", "readable",
-                 "writable", "revoked", "held", "ioas")
+                 "writable", "revoked", "held", "ioas", "locks", "accesses")
 
     def __init__(self, ioas, iova, length, pages, start_byte, readable, writable):
         self.ioas = ioas
@@ -113,6 +113,8 @@ class Area:
         self.writable = writable
         self.revoked = False
         self.held = False                  # holds its pages for the domains
+        self.locks = 0                     # pins of internal accesses (HW queues): no UNMAP
+        self.accesses = 0                  # pins of any access: no split
 
     @property
     def last(self) -> int:
@@ -416,27 +418,151 @@ class Ioas(IommufdObject):
         if p.refs == 0:
             p.free()
 
-    def unmap(self, start: int, last: int) -> int:
-        """Whole-area unmap with the kernel's partial effect (§4.9)."""
+    def unmap_walk(self, start: int, last: int):
+        """iopt_unmap_iova_range: remove the whole areas inside [start, last]
+        in ascending order. Returns (bytes removed, error or None): an area
+        locked by an internal access stops the walk with EBUSY, one sticking
+        out of the range with ENOENT, after the areas before it are gone."""
         removed = 0
         while True:
             a = self._first_area_in(start, last)    # O(log n): no list of all of them
             if a is None:
-                break
+                return removed, None
+            if a.locks:
+                return removed, err(errno.EBUSY, f"{a!r} is locked by a HW queue")
             if a.iova < start or a.last > last:
-                raise err(errno.ENOENT, f"{a!r} is not fully inside the range")
+                return removed, err(errno.ENOENT, f"{a!r} is not fully inside the range")
             self._remove_area(a)
             removed += a.length
+
+    def unmap(self, start: int, last: int) -> int:
+        """Whole-area unmap with the kernel's partial effect (§4.9); nothing
+        removed is ENOENT (ioas.c)."""
+        removed, e = self.unmap_walk(start, last)
+        if e is not None:
+            raise e
         if not removed:
             raise err(errno.ENOENT, "nothing mapped in the range")
         return removed
 
     def unmap_all(self) -> int:
+        removed, e = self.unmap_walk(0, ULONG_MAX)
+        if e is not None:
+            raise e
+        return removed
+
+    # ------------------------------------------------------------- split
+    def split_at(self, iova: int) -> None:
+        """iopt_area_split (io_pagetable.c) for iopt_cut_iova: make ``iova``
+        the last byte of an area. Nothing to do outside areas or at an area's
+        edge; a revoked area EOPNOTSUPP (like a dma-buf); the new start and
+        its source offset must be multiples of the IOVA alignment (EINVAL);
+        an area with access pins EINVAL; an area whose pages a domain holds,
+        unless huge pages are disabled (the domain then has no IOPTE larger
+        than PAGE_SIZE), EINVAL."""
+        a = self.area_at(iova)
+        if a is None or iova == a.iova or iova == a.last:
+            return
+        if a.revoked:
+            raise err(errno.EOPNOTSUPP, f"{a!r} is revoked")
+        g = self.iova_alignment
+        cut = iova + 1 - a.iova
+        if (iova + 1) & (g - 1) or (a.start_byte + cut) & (g - 1):
+            raise err(errno.EINVAL, f"cannot split {a!r} at {iova + 1:#x}: alignment {g:#x}")
+        if a.accesses:
+            raise err(errno.EINVAL, f"{a!r} has access pins")
+        if a.held and not self.disable_large_pages:
+            raise err(errno.EINVAL, f"{a!r} may be mapped with huge pages")
+        lhs = Area(self, a.iova, cut, a.pages, a.start_byte, a.readable, a.writable)
+        rhs = Area(self, iova + 1, a.length - cut, a.pages, a.start_byte + cut,
+                   a.readable, a.writable)
+        if a.held:
+            _hold_all((lhs, rhs))           # the pins stay: holders +1 then -1
+            a.release()
+        p = a.pages
+        p.areas.discard(a)
+        p.areas.update((lhs, rhs))
+        p.refs += 1
+        self.areas[lhs.iova] = lhs
+        self.areas[rhs.iova] = rhs
+        # guest_memfd IOPTE runs (policy.py) are kept by IOVA: unchanged
+
+    # ------------------------------------------------------------- accesses
+    def access_pin(self, iova: int, length: int, write: bool, lock: bool):
+        """iommufd_access_pin_pages for an access attached to this IOAS:
+        [iova, iova + length) covered by contiguous areas (ENOENT), each piece
+        starting on a page of its source and interior area ends ending one
+        (EINVAL), readable / writable (EPERM); the pages are held (pinned and
+        charged) and the areas counted (locked too for an internal access:
+        UNMAP EBUSY). Returns the token for access_unpin."""
+        if not length:
+            raise err(errno.EINVAL, "length is 0")
+        last = iova + length - 1
+        if last > ULONG_MAX:
+            raise err(errno.EOVERFLOW, "iova + length overflows")
+        pieces = self.get_pieces(iova, length)
+        token = []
         try:
-            return self.unmap(0, ULONG_MAX)
-        except OSError as e:
-            if e.errno == errno.ENOENT:
-                return 0
+            for a, s, e in pieces:
+                if a.revoked:
+                    raise err(errno.EINVAL, f"{a!r} is revoked")
+                b0 = a.start_byte + (s - a.iova)
+                if b0 % PAGE_SIZE or (e < last and (a.start_byte + (e - a.iova)) % PAGE_SIZE
+                                      != PAGE_SIZE - 1):
+                    raise err(errno.EINVAL, "access range not page aligned in the source")
+                if not (a.writable if write else a.readable):
+                    raise err(errno.EPERM, f"{a!r} is not {'writ' if write else 'read'}able")
+                first = b0 // PAGE_SIZE
+                end = (a.start_byte + (e - a.iova)) // PAGE_SIZE + 1
+                a.pages.hold(first, end)
+                a.accesses += 1
+                a.locks += bool(lock)
+                token.append((a, first, end, bool(lock)))
+        except BaseException:
+            self.access_unpin(token)
+            raise
+        return token
+
+    def access_unpin(self, token) -> None:
+        for a, first, end, lock in token:
+            a.pages.release(first, end)
+            a.accesses -= 1
+            a.locks -= lock
+
+    def pins_contiguous(self, token) -> bool:
+        """Would the pinned pages be physically contiguous (the HW queue rule)?
+        One page always is; more only inside one huge page of a hugetlbfs
+        file (the emulator knows no physical addresses of anything else)."""
+        npages = sum(end - first for _, first, end, _ in token)
+        if npages <= 1:
+            return True
+        if len(token) != 1:
+            return False
+        a, first, end, _ = token[0]
+        if getattr(getattr(a.pages, "ref", None), "kind", None) != "hugetlb":
+            return False
+        huge = 512                          # 2 MiB of 4 KiB pages
+        base = a.pages.start // PAGE_SIZE
+        return (base + first) // huge == (base + end - 1) // huge
+
+    def disable_large_pages_set(self, disable: bool) -> None:
+        """IOMMU_OPTION_HUGE_PAGES / VFIO_SET_IOMMU(TYPE1): iopt_disable_large_pages
+        refuses (EINVAL) while a domain holds mappings and raises the alignment
+        to PAGE_SIZE (EADDRINUSE for a misaligned area, unchanged then);
+        iopt_enable_large_pages always succeeds."""
+        if not disable:
+            self.disable_large_pages = False
+            self.recalc_alignment()
+            return
+        if self.disable_large_pages:
+            return
+        if self.domains and self.areas:
+            raise err(errno.EINVAL, "domain with mappings present")
+        self.disable_large_pages = True
+        try:
+            self.recalc_alignment()
+        except BaseException:
+            self.disable_large_pages = False
             raise
 
     # --------------------------------------------------------------- domains
@@ -570,20 +696,28 @@ def h_map(ctx, cmd, ucmd):
         raise err(errno.EOPNOTSUPP, "MAP: unknown flags or __reserved set")
     _common_map_checks(flags, cmd.iova, cmd.length)
     ioas = ctx.lookup(cmd.ioas_id, C.IOAS)
-    uva, length = cmd.user_va, cmd.length
+    cmd.iova = map_user(ctx, ioas, ucmd.caller, cmd.user_va, cmd.length, cmd.iova,
+                        bool(flags & IOMMU_IOAS_MAP_FIXED_IOVA),
+                        bool(flags & IOMMU_IOAS_MAP_READABLE),
+                        bool(flags & IOMMU_IOAS_MAP_WRITEABLE))
+    ucmd.respond()
+    return 0
+
+
+def map_user(ctx, ioas, caller, uva: int, length: int, iova: int, fixed: bool,
+             readable: bool, writable: bool) -> int:
+    """iopt_map_user_pages: user_va + length overflow (EOVERFLOW), length 0
+    or > SIZE_MAX - PAGE_SIZE (EINVAL), then the area at ``iova`` (or an
+    allocated one); IOMMU_IOAS_MAP and VFIO_IOMMU_MAP_DMA share it."""
     if uva + length > ULONG_MAX:
         raise err(errno.EOVERFLOW, "user_va + length overflows")
     if length == 0 or length > SIZE_MAX - PAGE_SIZE:
         raise err(errno.EINVAL, "bad length")
-    writable = bool(flags & IOMMU_IOAS_MAP_WRITEABLE)
-    caller = ucmd.caller
     mem = caller.memory()
-    pages = UserPages(ctx.system, uva, length, writable,
-                      make_account(ctx, caller), mem)
+    pages = UserPages(ctx.system, uva, length, writable, make_account(ctx, caller), mem)
     pages.owns_mem = True
-    cmd.iova = _map_new_pages(ioas, cmd, pages, uva - pages.start, length)
-    ucmd.respond()
-    return 0
+    return _map_new_pages(ioas, pages, uva - pages.start, length, iova, fixed,
+                          readable, writable)
 
 
 def h_map_file(ctx, cmd, ucmd):
@@ -611,7 +745,9 @@ def h_map_file(ctx, cmd, ucmd):
     except BaseException:
         ref.close()
         raise
-    iova = _map_new_pages(ioas, cmd, pages, start - pages.start, length)
+    iova = _map_new_pages(ioas, pages, start - pages.start, length, cmd.iova,
+                          bool(flags & IOMMU_IOAS_MAP_FIXED_IOVA),
+                          bool(flags & IOMMU_IOAS_MAP_READABLE), writable)
     if pages.gmem is not None:
         _subscribe_gmem(ctx, pages)
     cmd.iova = iova
@@ -619,16 +755,14 @@ def h_map_file(ctx, cmd, ucmd):
     return 0
 
 
-def _map_new_pages(ioas, cmd, pages, offset: int, length: int) -> int:
-    """MAP / MAP_FILE: ``length`` bytes of a new pages object from ``offset``
-    as one area at ``cmd.iova`` with ``cmd.flags``; returns the IOVA. A pages
-    object that no area took is freed."""
-    flags = cmd.flags
+def _map_new_pages(ioas, pages, offset: int, length: int, iova: int, fixed: bool,
+                   readable: bool, writable: bool) -> int:
+    """MAP / MAP_FILE / MAP_DMA: ``length`` bytes of a new pages object from
+    ``offset`` as one area at ``iova`` (or an allocated one); returns the
+    IOVA. A pages object that no area took is freed."""
     try:
-        return ioas.map_pages([(pages, offset, length)], length, cmd.iova,
-                              bool(flags & IOMMU_IOAS_MAP_FIXED_IOVA),
-                              bool(flags & IOMMU_IOAS_MAP_READABLE),
-                              bool(flags & IOMMU_IOAS_MAP_WRITEABLE))
+        return ioas.map_pages([(pages, offset, length)], length, iova, fixed,
+                              readable, writable)
     except BaseException:
         if pages.refs == 0:
             pages.free()
@@ -756,19 +890,8 @@ def h_option(ctx, cmd, ucmd):
         if cmd.op == IOMMU_OPTION_OP_GET:
             cmd.val64 = 0 if ioas.disable_large_pages else 1
         elif cmd.op == IOMMU_OPTION_OP_SET:
-            if cmd.val64 == 0:
-                if not ioas.disable_large_pages:
-                    if ioas.domains and ioas.areas:
-                        raise err(errno.EINVAL, "domain with mappings present")
-                    ioas.disable_large_pages = True
-                    try:
-                        ioas.recalc_alignment()
-                    except BaseException:
-                        ioas.disable_large_pages = False
-                        raise
-            elif cmd.val64 == 1:
-                ioas.disable_large_pages = False
-                ioas.recalc_alignment()
+            if cmd.val64 in (0, 1):
+                ioas.disable_large_pages_set(cmd.val64 == 0)
             else:
                 raise err(errno.EINVAL, "HUGE_PAGES value must be 0 or 1")
         else:

@@ -59,6 +59,23 @@ class System:
             return 0
         return rc.count_at(page)
 
+    def first_pin_count_not(self, counters, n: int, want: int):
+        """For pages i in [0, n): the sum over ``counters`` [(key, first page)]
+        of the pins on page first + i. The first (i, sum) with sum != want,
+        else None. Walks the counters' segments, not the pages."""
+        cuts = {0, n}
+        for key, first in counters:
+            rc = self.pins.get(key)
+            if rc is not None:
+                cuts.update(min(max(s - first, 0), n) for s, _e, _v in rc.segments(first, first + n))
+        for i in sorted(cuts):
+            if i >= n:
+                break
+            got = sum(self.pin_count(key, first + i) for key, first in counters)
+            if got != want:
+                return i, got
+        return None
+
     # --- memlock accounting -------------------------------------------------
     def charge(self, acct, npages: int) -> None:
         if acct is None or npages == 0:

@@ -2,19 +2,25 @@
 
 Implemented ops: ADD_RESERVED, MOCK_DOMAIN, MOCK_DOMAIN_FLAGS,
 MOCK_DOMAIN_REPLACE, MD_CHECK_MAP, MD_CHECK_REFS, SET_TEMP_MEMORY_LIMIT,
-DIRTY, MD_CHECK_IOTLB, DEV_CHECK_CACHE, PASID_ATTACH/REPLACE/DETACH/CHECK_HWPT,
-plus the gmemfs DMA extension ops (>= 0x1000, see dma.py).
+DIRTY, MD_CHECK_IOTLB, DEV_CHECK_CACHE, TRIGGER_IOPF, TRIGGER_VEVENT,
+PASID_ATTACH/REPLACE/DETACH/CHECK_HWPT, plus the gmemfs DMA extension ops
+(>= 0x1000, see dma.py).
 
 Ops that need a new fd in the caller (CREATE_ACCESS, DMABUF_GET) answer
 EOPNOTSUPP (FUSE cannot install an fd); the ops that take an access fd
 (DESTROY_ACCESS_PAGES, ACCESS_PAGES, ACCESS_RW, ACCESS_REPLACE_IOAS) answer
-EBADFD since no access fd can exist; the remaining ops (TRIGGER_IOPF,
-TRIGGER_VEVENT, DMABUF_REVOKE, MD_CHECK_DMABUF) answer EOPNOTSUPP.
+EBADFD since no access fd can exist; DMABUF_REVOKE and MD_CHECK_DMABUF answer
+EOPNOTSUPP. TRIGGER_IOPF reports to the fault object of the HWPT the device
+(PASID) is attached to, if any, and answers 0 like the kernel; TRIGGER_VEVENT
+reports to the vIOMMU's vEVENTQ (Viommu.report_event: EOPNOTSUPP without one).
 
-MD_CHECK_MAP compares *backing identity*: the domain's translation of each
-2048-byte step must be a user-memory pages object of the calling process at
-exactly ``uptr + step`` (spec §10.5 emulator note). File-backed areas never
-match a user pointer (the emulator cannot see the caller's file mmaps).
+MD_CHECK_MAP compares *backing identity* where the kernel compares physical
+addresses: the domain's translation of ``iova`` and the caller's memory at
+``uptr`` must name the same bytes: the same process memory at the same
+address, or the same file (device, inode) at the same offset. The caller's
+side comes from /proc/PID/maps (+ map_files, pagemap for private file maps):
+``ProcessMemory.backing``; an IOAS_MAP area's side from its mapping process's
+maps when the direct comparison does not settle it. Runs, not pages.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ import errno
 from . import context as C
 from . import dma
 from .context import IommufdObject
+from .domains import MOCK_IOMMU
 from .errors import err
-from .hwpt import (Device, IOMMU_HWPT_ALLOC_PASID, MOCK_DEV_FLAGS,
-                   MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_DEV_CACHE_NUM)
+from .hwpt import (Device, MOCK_DEV_FLAGS, MOCK_NESTED_DOMAIN_IOTLB_NUM,
+                   MOCK_DEV_CACHE_NUM)
 from .pages import PAGE_SIZE, ULONG_MAX
+from .viommu import IOMMU_VEVENTQ_TYPE_SELFTEST
 
 OP_ADD_RESERVED = 1
 OP_MOCK_DOMAIN = 2
@@ -71,7 +79,7 @@ class SelftestObj(IommufdObject):
         if idev is None:
             return
         ctx = self.ctx
-        idev.detach(ctx)
+        idev.unbind(ctx)
         idev.put()                        # unbind: the driver reference
         if not idev.dead:
             ctx.remove(idev)
@@ -117,38 +125,109 @@ def op_mock_domain_replace(ctx, cmd, ucmd):
 
 
 def _get_md_pagetable(ctx, hwpt_id):
-    return ctx.lookup(hwpt_id, C.HWPT_PAGING)
+    """get_md_pagetable: a paging HWPT (ENOENT) of the mock driver (EINVAL)."""
+    hw = ctx.lookup(hwpt_id, C.HWPT_PAGING)
+    if hw.iommu is not MOCK_IOMMU:
+        raise err(errno.EINVAL, f"HWPT {hwpt_id} is not a mock domain")
+    return hw
 
 
 def op_md_check_map(ctx, cmd, ucmd):
+    """iommufd_test_md_check_pa: a mock paging HWPT (ENOENT / EINVAL); iova,
+    length and uptr multiples of its smallest page, uptr + length no overflow
+    (EINVAL); the caller's memory at uptr must be mapped (get_user_pages:
+    EFAULT) and be what the domain maps at iova (EINVAL)."""
     hw = _get_md_pagetable(ctx, cmd.id)
     iova, length, uptr = cmd.check_map.iova, cmd.check_map.length, cmd.check_map.uptr
     g = hw.min_page
     if iova % g or length % g or uptr % g or uptr + length > ULONG_MAX:
         raise err(errno.EINVAL, "CHECK_MAP arguments not aligned")
+    if not length:
+        return 0
     caller = ucmd.caller
-    want_key = ("mm", caller.pid)
-    for off in range(0, length, g):
-        t = hw.translate(iova + off)
-        if t is None:
-            raise err(errno.EINVAL, f"IOVA {iova + off:#x} not mapped in the domain")
-        area, byte = t
-        if area.pages.backing(byte) != (want_key, uptr + off):
-            raise err(errno.EINVAL, f"IOVA {iova + off:#x} maps other memory")
+    mem = None                                     # the caller's memory, when needed
+    try:
+        pos = 0
+        while pos < length:
+            t = hw.translate(iova + pos)
+            if t is None:
+                raise err(errno.EINVAL, f"IOVA {iova + pos:#x} not mapped in the domain")
+            area, byte = t
+            n = min(length - pos, area.last + 1 - (iova + pos))
+            key, addr = area.pages.backing(byte)
+            if key == ("mm", caller.pid) and addr == uptr + pos:
+                caller.read(uptr + pos, 1)         # get_user_pages: EFAULT
+                pos += n
+                continue
+            if mem is None:
+                mem = caller.memory()
+            mine = mem.backing(uptr + pos, n)      # EFAULT: not mapped
+            if not _same_memory(_runs_of(area.pages, byte, n), mine, uptr + pos):
+                raise err(errno.EINVAL, f"IOVA {iova + pos:#x} maps other memory than "
+                          f"{uptr + pos:#x}")
+            pos += n
+    finally:
+        if mem is not None:
+            mem.close()
     return 0
 
 
+def _runs_of(pages, byte: int, n: int):
+    """Runs (start, end, key, base) of pages bytes [byte, byte + n), in the
+    canonical identities of ProcessMemory.backing (start/end are offsets)."""
+    key, addr = pages.backing(byte)
+    if pages.kind == "user":
+        try:
+            runs = pages.mem.backing(addr, n)
+        except OSError:
+            runs = [(addr, addr + n, key, addr)]
+        return [(s - addr, e - addr, k, b) for s, e, k, b in runs]
+    return [(0, n, key, addr)]
+
+
+def _same_memory(theirs, mine, uptr: int) -> bool:
+    """``theirs`` (offsets from 0) names the same bytes as ``mine`` (runs of
+    the caller's addresses) from ``uptr`` on."""
+    for s, e, key, base in theirs:
+        cur = uptr + s
+        while cur < uptr + e:
+            run = next((r for r in mine if r[0] <= cur < r[1]), None)
+            if run is None or run[2] != key:
+                return False
+            if run[3] + (cur - run[0]) != base + (cur - uptr - s):
+                return False
+            cur = min(run[1], uptr + e)
+    return True
+
+
 def op_md_check_refs(ctx, cmd, ucmd):
+    """iommufd_test_md_check_refs: uptr and length page aligned, no overflow
+    (EINVAL); every page at uptr must be mapped (get_user_pages: EFAULT) and
+    carry ``refs`` long-term pins (EIO). A page's pins are those taken through
+    a process address (IOAS_MAP of the caller) plus, for a page of a file
+    mapping, those taken on the file page (MAP_FILE): the same physical page."""
     length, uptr, refs = cmd.check_refs.length, cmd.check_refs.uptr, cmd.check_refs.refs
     if length % PAGE_SIZE or uptr % PAGE_SIZE or uptr + length > ULONG_MAX:
         raise err(errno.EINVAL, "CHECK_REFS arguments not page aligned")
-    caller = ucmd.caller
-    key = ("mm", caller.pid)
-    for addr in range(uptr, uptr + length, PAGE_SIZE):
-        caller.read(addr, 1)                    # get_user_pages: EFAULT
-        n = ctx.system.pin_count(key, addr // PAGE_SIZE)
-        if n != refs:
-            raise err(errno.EIO, f"page {addr:#x} has {n} pins, expected {refs}")
+    if not length:
+        return 0
+    mm = ("mm", ucmd.caller.pid)
+    sysm = ctx.system
+    mem = ucmd.caller.memory()
+    try:
+        runs = mem.backing(uptr, length)           # EFAULT: not mapped
+    finally:
+        mem.close()
+    for s, e, key, base in runs:
+        first, n = s // PAGE_SIZE, (e - s) // PAGE_SIZE
+        counters = [(mm, first)]
+        if key != mm:
+            counters.append((key, base // PAGE_SIZE))
+        bad = sysm.first_pin_count_not(counters, n, refs)
+        if bad is not None:
+            i, got = bad
+            raise err(errno.EIO, f"page {s + i * PAGE_SIZE:#x} has {got} pins, "
+                      f"expected {refs}")
     return 0
 
 
@@ -203,63 +282,73 @@ def op_dev_check_cache(ctx, cmd, ucmd):
     return 0
 
 
+def op_trigger_iopf(ctx, cmd, ucmd):
+    """iommufd_test_trigger_iopf: the device (ENOENT); one page request
+    (LAST_PAGE, PASID_VALID when pasid != 0) goes to the fault object of the
+    HWPT the device or PASID is attached to; without one it is dropped.
+    Always 0 (iommu_report_device_fault does not fail the op)."""
+    t = cmd.trigger_iopf
+    idev = ctx.lookup(t.dev_id, C.DEVICE)
+    hwpt = idev.hwpt if t.pasid == 0 else idev.pasids.get(t.pasid)
+    fault = getattr(hwpt, "fault", None) if hwpt is not None else None
+    if fault is not None:
+        fault.report(idev, t.pasid, t.grpid, t.perm, t.addr)
+    return 0
+
+
+def op_trigger_vevent(ctx, cmd, ucmd):
+    """iommufd_test_trigger_vevent: the device (ENOENT); it must be attached
+    to a nested HWPT of a vIOMMU and have a virtual ID there (ENOENT); the
+    event {virt_id} goes to the vIOMMU's selftest vEVENTQ."""
+    idev = ctx.lookup(cmd.trigger_vevent.dev_id, C.DEVICE)
+    if idev.viommu is None or not idev.vdev_id:
+        raise err(errno.ENOENT, "device not attached through a vIOMMU")
+    idev.viommu.report_event(IOMMU_VEVENTQ_TYPE_SELFTEST,
+                             idev.vdev_id.to_bytes(4, "little"))
+    return 0
+
+
 # ---------------------------------------------------------------- PASID ops
 
 def _pasid_attach(ctx, cmd, ucmd, replace: bool):
+    """iommufd_test_pasid_attach / _replace: attach is undone when the
+    copy-back fails, replace is not."""
     sobj = _get_stdev(ctx, cmd.id)
     idev = sobj.idev
     pasid = cmd.pasid_attach.pasid
-    if not idev.pasid_capable or pasid == 0 or pasid >= 1 << 20:
-        raise err(errno.EINVAL, "device/PASID cannot be attached")
     old = idev.pasids.get(pasid)
-    if replace and old is None:
-        raise err(errno.EINVAL, "PASID not attached")
-    if not replace and old is not None:
-        raise err(errno.EBUSY, "PASID already attached")
-    obj = ctx.lookup(cmd.pasid_attach.pt_id, C.IOAS, C.HWPT_PAGING, C.HWPT_NESTED)
-    if obj.kind == C.IOAS:
-        raise err(errno.EINVAL, "PASID attach to an IOAS needs a PASID-capable "
-                  "HWPT (auto domains are not)")
-    if obj.kind == C.HWPT_PAGING and not obj.flags & IOMMU_HWPT_ALLOC_PASID:
-        raise err(errno.EINVAL, "HWPT was not allocated with IOMMU_HWPT_ALLOC_PASID")
-    if old is obj:
-        cmd.pasid_attach.pt_id = obj.id
-        ucmd.respond()
-        return 0
-    obj.get()
-    idev.pasids[pasid] = obj
+    hwpt = idev.pasid_attach(ctx, pasid, cmd.pasid_attach.pt_id, replace)
+    cmd.pasid_attach.pt_id = hwpt.id
     try:
-        cmd.pasid_attach.pt_id = obj.id
         ucmd.respond()
     except BaseException:
-        if old is None:
-            idev.pasids.pop(pasid)
-        else:
-            idev.pasids[pasid] = old
-        obj.put()
+        if not replace and old is None:
+            idev.pasid_detach(ctx, pasid)
         raise
-    if old is not None:
-        old.put()
     return 0
 
 
 def op_pasid_detach(ctx, cmd, ucmd):
     sobj = _get_stdev(ctx, cmd.id)
-    idev = sobj.idev
-    old = idev.pasids.pop(cmd.pasid_detach.pasid, None)
-    if old is not None:
-        idev._release(ctx, old)
+    sobj.idev.pasid_detach(ctx, cmd.pasid_detach.pasid)
     return 0
 
 
 def op_pasid_check_hwpt(ctx, cmd, ucmd):
+    """iommufd_test_pasid_check_hwpt: hwpt_id 0 -> the PASID must be
+    detached; else hwpt_id must be a HWPT (paging or nested; other objects
+    EINVAL, unknown ENOENT) and the one attached (EINVAL)."""
     sobj = _get_stdev(ctx, cmd.id)
     cur = sobj.idev.pasids.get(cmd.pasid_check.pasid)
     want = cmd.pasid_check.hwpt_id
     if want == 0:
         if cur is not None:
             raise err(errno.EINVAL, "PASID is attached")
-    elif cur is None or cur.id != want:
+        return 0
+    hw = ctx.lookup(want)
+    if hw.kind not in (C.HWPT_PAGING, C.HWPT_NESTED):
+        raise err(errno.EINVAL, f"{want} is not a HWPT")
+    if cur is not hw:
         raise err(errno.EINVAL, "PASID attached elsewhere")
     return 0
 
@@ -291,9 +380,9 @@ OPS = {
     OP_SET_TEMP_MEMORY_LIMIT: op_set_temp_memory_limit,
     OP_DIRTY: op_dirty,
     OP_MD_CHECK_IOTLB: op_md_check_iotlb,
-    OP_TRIGGER_IOPF: _unsupported("fault queues are not modelled"),
+    OP_TRIGGER_IOPF: op_trigger_iopf,
     OP_DEV_CHECK_CACHE: op_dev_check_cache,
-    OP_TRIGGER_VEVENT: _unsupported("vEVENTQs are not modelled"),
+    OP_TRIGGER_VEVENT: op_trigger_vevent,
     OP_PASID_ATTACH: lambda c, m, u: _pasid_attach(c, m, u, False),
     OP_PASID_REPLACE: lambda c, m, u: _pasid_attach(c, m, u, True),
     OP_PASID_DETACH: op_pasid_detach,

@@ -48,7 +48,8 @@ from . import dma as D
 from .context import err
 from .devices.edu import Edu, REG_DMA_CMD, DMA_RUN
 from .devices.pci import PciConfig
-from .hwpt import DOMAIN_X86, Device, MOCK_FLAGS_DEVICE_NO_DIRTY
+from .domains import X86_IOMMU
+from .hwpt import Device, MOCK_FLAGS_DEVICE_NO_DIRTY
 
 # <linux/vfio.h>
 VFIO_DEVICE_GET_INFO = 0x3B6B
@@ -86,9 +87,6 @@ U32_MAX = 0xFFFFFFFF
 IOEVENTFD_SIZE_MASK = 0xF
 IOEVENTFD_MAX = 1000           # VFIO_PCI_IOEVENTFD_MAX
 
-# an x86 IOMMU's interrupt window (IOMMU_RESV_MSI of intel-iommu / amd-iommu)
-X86_MSI_WINDOW = (0xFEE00000, 0xFEEFFFFF)
-
 FAULT_NAMES = {v: k[len("FAULT_"):].lower() for k, v in vars(D).items()
                if k.startswith("FAULT_") and isinstance(v, int)}
 
@@ -99,17 +97,13 @@ def region_offset(index: int) -> int:
 
 
 class VfioIdev(Device):
-    """The iommufd device object a bound VFIO device owns (``out_devid``)."""
-
-    domain_kind = DOMAIN_X86
-    resv_regions = (X86_MSI_WINDOW,)
+    """The iommufd device object a bound VFIO device owns (``out_devid``),
+    behind an x86 IOMMU (domains.X86_IOMMU: whole IOVA space, the MSI window
+    reserved, IOMMU_HW_INFO_TYPE_NONE)."""
 
     def __init__(self, vdev: "VfioPciDevice") -> None:
-        super().__init__(MOCK_FLAGS_DEVICE_NO_DIRTY)     # no dirty tracking, no PASID
+        super().__init__(MOCK_FLAGS_DEVICE_NO_DIRTY, iommu=X86_IOMMU)   # no dirty, no PASID
         self.vdev = vdev
-
-    def hw_info(self):
-        return 0, b""         # IOMMU_HW_INFO_TYPE_NONE: no vendor data
 
 
 class Trigger:

@@ -18,12 +18,16 @@ _file_ids = itertools.count(1)
 
 
 class FakeAddressSpace:
-    def __init__(self) -> None:
+    def __init__(self, pid: int = 0) -> None:
         self.regions: list[list] = []      # [base, bytearray, readonly]
         self.alive = True
+        self.pid = pid
+        self.files: dict[int, tuple] = {}  # base -> (file identity, offset): shared file maps
 
     def mmap(self, base: int, size: int, readonly: bool = False,
-             fill: bytes | None = None) -> int:
+             fill: bytes | None = None, file=None) -> int:
+        """``file=(FakeFileRef, offset)``: a MAP_SHARED mapping of that file
+        (its bytes are not mirrored; ``backing`` reports the file's identity)."""
         for b, buf, _ in self.regions:
             if base < b + len(buf) and b < base + size:
                 raise ValueError("overlapping fake mapping")
@@ -32,7 +36,23 @@ class FakeAddressSpace:
             data[:] = (fill * (size // len(fill) + 1))[:size]
         self.regions.append([base, data, readonly])
         self.regions.sort(key=lambda r: r[0])
+        if file is not None:
+            self.files[base] = (("file", file[0].identity), file[1])
         return base
+
+    def backing(self, addr: int, size: int, pid: int | None = None):
+        """ProcessMemory.backing: runs (start, end, key, base) of [addr, addr+size)."""
+        pid = self.pid if pid is None else pid
+        out = []
+        for buf, o, n in self._pieces(addr, size, False):
+            base = next(b for b, bb, _ in self.regions if bb is buf)
+            s = base + o
+            f = self.files.get(base)
+            if f is None:
+                out.append((s, s + n, ("mm", pid), s))
+            else:
+                out.append((s, s + n, f[0], f[1] + o))
+        return out
 
     def munmap(self, base: int) -> None:
         self.regions = [r for r in self.regions if r[0] != base]
@@ -85,6 +105,9 @@ class FakeMemory:
 
     def check_access(self, addr, size, write):
         self.space.check_access(addr, size, write)
+
+    def backing(self, addr, size, own_dev=None):
+        return self.space.backing(addr, size, self.pid)
 
     def alive(self):
         return self.space.alive
@@ -143,7 +166,9 @@ class FakeCaller:
         self.tid = self.pid
         self.uid = uid
         self.gid = gid
-        self.space = space or FakeAddressSpace()
+        self.space = space or FakeAddressSpace(self.pid)
+        if not self.space.pid:
+            self.space.pid = self.pid
         self.fds: dict[int, FakeFileRef] = {}
         self.caps = set(caps)
         self.refs_handed_out: list[FakeFileRef] = []
@@ -201,8 +226,11 @@ class IommufdHarness:
         opts = dict(options or {})
         opts.setdefault("system", self.system)
         self.caller = caller or FakeCaller()
-        self.caller.mmap(self.ARG, 0x1000)
-        self.caller.mmap(self.SCRATCH, 0x10000)
+        for base, size in ((self.ARG, 0x1000), (self.SCRATCH, 0x10000)):
+            try:
+                self.caller.mmap(base, size)
+            except ValueError:      # a caller shared by two contexts has them already
+                pass
         for base, size in regions:          # the test's user buffers: (base, size), ...
             self.caller.mmap(base, size)
         self.ctx = iommufd_emu.Context(opts)
@@ -288,3 +316,18 @@ def errno_of(fn, *a, **kw) -> int:
     with pytest.raises(OSError) as ei:
         fn(*a, **kw)
     return ei.value.errno
+
+
+def hwpt_alloc(h, dev_id, pt_id, flags=0, data=None, data_type=None, **kw):
+    """IOMMU_HWPT_ALLOC through ``h``; ``data``: the driver blob (selftest
+    type unless ``data_type``), placed in the harness scratch. The new id."""
+    import ioctl_abi as A
+    fields = dict(dev_id=dev_id, pt_id=pt_id, flags=flags)
+    if data is not None:
+        h.caller.write(h.SCRATCH + 0x8000, data)
+        fields.update(data_uptr=h.SCRATCH + 0x8000, data_len=len(data),
+                      data_type=A.IOMMU_HWPT_DATA_SELFTEST if data_type is None else data_type)
+    elif data_type is not None:
+        fields.update(data_type=data_type)
+    fields.update(kw)
+    return h.ioctl("IOMMU_HWPT_ALLOC", "iommu_hwpt_alloc", **fields).out_hwpt_id

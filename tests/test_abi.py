@@ -145,6 +145,15 @@ LAYOUTS = [
     ("iommufd §10.3", "iommu_viommu_invalidate_selftest", 12,
      "flags:u32@0, vdev_id:u32@4, cache_id:u32@8"),
     ("iommufd §10.3", "iommu_viommu_event_selftest", 4, "virt_id:u32@0"),
+    # include/uapi/linux/vfio.h (the VFIO type1 container ABI of vfio_compat.c)
+    ("vfio.h", "vfio_info_cap_header", 8, "id:u16@0, version:u16@2, next:u32@4"),
+    ("vfio.h", "vfio_iommu_type1_info", 24,
+     "argsz:u32@0, flags:u32@4, iova_pgsizes:u64@8, cap_offset:u32@16"),
+    ("vfio.h", "vfio_iommu_type1_info_dma_avail", 12,
+     "header.id:u16@0, header.version:u16@2, header.next:u32@4, avail:u32@8"),
+    ("vfio.h", "vfio_iommu_type1_dma_map", 32,
+     "argsz:u32@0, flags:u32@4, vaddr:u64@8, iova:u64@16, size:u64@24"),
+    ("vfio.h", "vfio_iommu_type1_dma_unmap", 24, "argsz:u32@0, flags:u32@4, iova:u64@8, size:u64@16"),
     ("guest_memfd §2.1", "kvm_create_guest_memfd", 64, "size:u64@0, flags:u64@8, reserved:u64[6]@16"),
     # §1.1 gives only the size (32); the field layout is checked against the
     # system <linux/kvm.h> below, which has had this struct forever.
@@ -243,7 +252,10 @@ def test_struct_layout_matches_spec(entry):
     for _, off, fsize in expected.values():
         covered.update(range(off, off + fsize))
     holes = sorted(set(range(size)) - covered)
-    expected_holes = [68, 69, 70, 71] if name == "iommu_test_cmd" else []
+    # vfio_iommu_type1_info has tail padding 20..24 (named `pad` only since Linux 6.x
+    # uAPI headers newer than Debian 12's; declared unnamed so either system vfio.h fits)
+    expected_holes = {"iommu_test_cmd": [68, 69, 70, 71],
+                      "vfio_iommu_type1_info": [20, 21, 22, 23]}.get(name, [])
     assert holes == expected_holes, f"{section}: padding bytes {holes} in {name}"
 
 
@@ -429,6 +441,15 @@ EXPECTED_CONSTANTS = {
         IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID=0xdadbeef,
         IOMMU_VEVENTQ_TYPE_SELFTEST=0xbeefbeef, IOMMU_HW_QUEUE_TYPE_SELFTEST=0xdeadbeef,
         IOMMU_TEST_HW_QUEUE_MAX=2, IOMMU_TEST_INVALIDATE_FLAG_ALL=1),
+    "vfio.h (type1 compat, vfio_compat.c)": dict(
+        VFIO_API_VERSION=0, VFIO_TYPE1_IOMMU=1, VFIO_SPAPR_TCE_IOMMU=2, VFIO_TYPE1v2_IOMMU=3,
+        VFIO_DMA_CC_IOMMU=4, VFIO_EEH=5, VFIO_TYPE1_NESTING_IOMMU=6, VFIO_SPAPR_TCE_v2_IOMMU=7,
+        VFIO_NOIOMMU_IOMMU=8, VFIO_UNMAP_ALL=9, VFIO_UPDATE_VADDR=10,
+        VFIO_IOMMU_INFO_PGSIZES=1, VFIO_IOMMU_INFO_CAPS=2,
+        VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE=1, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL=3,
+        VFIO_DMA_MAP_FLAG_READ=1, VFIO_DMA_MAP_FLAG_WRITE=2, VFIO_DMA_MAP_FLAG_VADDR=4,
+        VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP=1, VFIO_DMA_UNMAP_FLAG_ALL=2,
+        VFIO_DMA_UNMAP_FLAG_VADDR=4),
     "guest_memfd §1.2": dict(
         KVM_CAP_USER_MEMORY2=231, KVM_CAP_MEMORY_FAULT_INFO=232, KVM_CAP_MEMORY_ATTRIBUTES=233,
         KVM_CAP_GUEST_MEMFD=234, KVM_CAP_VM_TYPES=235, KVM_CAP_PRE_FAULT_MEMORY=236,

@@ -311,7 +311,8 @@ def test_gmem_unlink_keeps_memory_while_open(mount):
                                   ("policy=none,platform=snp",)],
                          ids=["default", "mirror-tdx-strict", "none-snp"])
 def test_random_payloads_leave_server_alive(mount_factory, cc, opts):
-    """10,000 random iommufd payloads (commands ';' 0x80-0x94 and 0xa0, random
+    """10,000 random iommufd payloads (commands ';' 0x80-0x94 and 0xa0, the VFIO
+    compat commands 0x64-0x75, plausible vIOMMU/vDEVICE/HW queue chains, random
     sizes, random bytes, bad pointers, random conversions and punches of a
     guest_memfd the payloads may map) from a C fuzzer: the server survives and
     still answers correctly, under the default and under other policy/platform

@@ -5,7 +5,7 @@ import errno
 import pytest
 
 import ioctl_abi as A
-from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E
+from fakes import FakeCaller, FakeFileRef, IommufdHarness, errno_of as E, hwpt_alloc
 
 PS = 4096
 U64 = (1 << 64) - 1
@@ -19,18 +19,6 @@ AP = 0x1000000
 def h():
     with IommufdHarness(regions=[(BUF, BUFSZ)]) as hh:
         yield hh
-
-
-def hwpt_alloc(h, dev_id, pt_id, flags=0, data=None, data_type=None, **kw):
-    fields = dict(dev_id=dev_id, pt_id=pt_id, flags=flags)
-    if data is not None:
-        h.caller.write(h.SCRATCH + 0x8000, data)
-        fields.update(data_uptr=h.SCRATCH + 0x8000, data_len=len(data),
-                      data_type=A.IOMMU_HWPT_DATA_SELFTEST if data_type is None else data_type)
-    elif data_type is not None:
-        fields.update(data_type=data_type)
-    fields.update(kw)
-    return h.ioctl("IOMMU_HWPT_ALLOC", "iommu_hwpt_alloc", **fields).out_hwpt_id
 
 
 def selftest_data(iotlb=A.IOMMU_TEST_IOTLB_DEFAULT, ptype=0):
@@ -147,7 +135,10 @@ def test_fd_returning_ops_are_EOPNOTSUPP(h):
     assert E(h.test_cmd, "IOMMU_TEST_OP_CREATE_ACCESS", i) == errno.EOPNOTSUPP
     assert E(h.test_cmd, "IOMMU_TEST_OP_DMABUF_GET", dmabuf_get={"length": PS}) == errno.EOPNOTSUPP
     assert E(h.ioctl, "IOMMU_FAULT_QUEUE_ALLOC", "iommu_fault_alloc") == errno.EOPNOTSUPP
-    assert E(h.ioctl, "IOMMU_VEVENTQ_ALLOC", "iommu_veventq_alloc", type=1) == errno.EOPNOTSUPP
+    # eventq.c checks depth and the vIOMMU before the fd: EINVAL, ENOENT first
+    assert E(h.ioctl, "IOMMU_VEVENTQ_ALLOC", "iommu_veventq_alloc", type=1) == errno.EINVAL
+    assert E(h.ioctl, "IOMMU_VEVENTQ_ALLOC", "iommu_veventq_alloc", type=1,
+             veventq_depth=2, viommu_id=i) == errno.ENOENT
     assert E(h.test_cmd, "IOMMU_TEST_OP_ACCESS_RW", 5) == errno.EBADFD
 
 
@@ -252,10 +243,16 @@ def test_hwpt_alloc_mock_data_unknown_pagetable_type_is_EOPNOTSUPP_spec_10_4(h):
     assert E(hwpt_alloc, h, idev, i, data=selftest_data(ptype=7)) == errno.EOPNOTSUPP
 
 
-def test_hwpt_alloc_data_tail_nonzero_is_E2BIG(h):
+def test_hwpt_alloc_driver_data_longer_than_kernel_is_EINVAL_iommu_copy_struct_from_user(h):
+    """include/linux/iommu.h __iommu_copy_struct_from_user: driver data longer
+    than the kernel's struct is EINVAL (not the E2BIG of the ioctl structs),
+    shorter than its first version (offsetofend(iotlb) = 4) EINVAL too."""
     i = h.ioas_alloc()
     _, _, idev = h.mock_domain(i)
-    assert E(hwpt_alloc, h, idev, i, data=selftest_data() + b"\1") == errno.E2BIG
+    assert E(hwpt_alloc, h, idev, i, data=selftest_data() + b"\1") == errno.EINVAL
+    assert E(hwpt_alloc, h, idev, i, data=selftest_data() + b"\0") == errno.EINVAL
+    assert E(hwpt_alloc, h, idev, i, data=selftest_data()[:3]) == errno.EINVAL
+    hwpt_alloc(h, idev, i, data=selftest_data()[:4])
 
 
 def test_nested_requires_nest_parent_spec_6_2(h):
@@ -343,10 +340,14 @@ def test_invalidate_paging_hwpt_is_EINVAL_and_unknown_ENOENT_spec_6_6(h, nested)
     assert E(invalidate, h, 99, []) == errno.ENOENT
 
 
-def test_invalidate_short_entry_len_EINVAL_long_nonzero_E2BIG_spec_6_6(h, nested):
+def test_nested_invalidate_entry_len_other_than_8_is_EINVAL_iommu_copy_struct_from_user_array(h, nested):
+    """mock_domain_cache_invalidate_user copies each entry with
+    iommu_copy_struct_from_user_array (min and max = 8 bytes): a shorter or a
+    longer entry_len is EINVAL, whatever the extra bytes hold."""
     assert E(invalidate, h, nested, [inv_entry()[:4]], entry_len=4) == errno.EINVAL
-    assert E(invalidate, h, nested, [inv_entry() + b"\0\0\0\1"], entry_len=12) == errno.E2BIG
-    invalidate(h, nested, [inv_entry(0, 2) + b"\0\0\0\0"], entry_len=12)
+    assert E(invalidate, h, nested, [inv_entry() + b"\0\0\0\1"], entry_len=12) == errno.EINVAL
+    assert E(invalidate, h, nested, [inv_entry(0, 2) + b"\0\0\0\0"], entry_len=12) == errno.EINVAL
+    invalidate(h, nested, [inv_entry(0, 2)], entry_len=8)
     check_iotlb(h, nested, 2, 0)
 
 
@@ -502,6 +503,10 @@ def test_pasid_attach_check_detach_spec_10_5(h):
     st, _, idev = h.mock_domain(i, dev_flags=A.MOCK_FLAGS_DEVICE_PASID)
     hw = hwpt_alloc(h, idev, i, flags=A.IOMMU_HWPT_ALLOC_PASID)
     plain = hwpt_alloc(h, idev, i)
+    # the RID sits on the auto domain, which is not PASID-compatible
+    assert E(h.test_cmd, "IOMMU_TEST_OP_PASID_ATTACH", st,
+             pasid_attach={"pasid": 5, "pt_id": hw}) == errno.EINVAL
+    h.test_cmd("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", st, mock_domain_replace={"pt_id": hw})
     assert E(h.test_cmd, "IOMMU_TEST_OP_PASID_ATTACH", st,
              pasid_attach={"pasid": 5, "pt_id": plain}) == errno.EINVAL
     r = h.test_cmd("IOMMU_TEST_OP_PASID_ATTACH", st, pasid_attach={"pasid": 5, "pt_id": hw})
@@ -512,6 +517,7 @@ def test_pasid_attach_check_detach_spec_10_5(h):
     assert E(h.destroy, hw) == errno.EBUSY
     h.test_cmd("IOMMU_TEST_OP_PASID_DETACH", st, pasid_detach={"pasid": 5})
     h.test_cmd("IOMMU_TEST_OP_PASID_CHECK_HWPT", st, pasid_check={"pasid": 5, "hwpt_id": 0})
+    h.test_cmd("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", st, mock_domain_replace={"pt_id": i})
     h.destroy(hw)
 
 

@@ -3,7 +3,12 @@
  *
  * Commands ';' 0x80..0x94 and 0xa0, random sizes, random bytes, bad pointers
  * (NULL, unmapped, read-only, near the end of a mapping), random fd numbers
- * inside structs. Several contexts are opened and closed along the way. The
+ * inside structs; the VFIO type1 compat commands (';' 0x64..0x75) with random
+ * integer or struct arguments; now and then a plausible chain (IOAS, mock
+ * device, nesting parent, vIOMMU, vDEVICE, nested HWPT, HW queue, compat
+ * IOAS) so that the small random IDs and the selftest types of the random
+ * payloads meet live objects of every kind. Several contexts are opened and
+ * closed along the way. The
  * fuzzer never checks results: the test checks that the server survives and
  * still answers. Prints "calls N" and a histogram of errnos.
  */
@@ -43,6 +48,80 @@ static uint64_t pick(void)
 	case 2: return next() % 0x10000 * 4096;
 	default: return next();
 	}
+}
+
+/* a plausible object chain on one context; results are not checked */
+static void chain(int fd, unsigned char *mem)
+{
+	struct iommu_ioas_alloc ia = { .size = sizeof(ia) };
+	ioctl(fd, IOMMU_IOAS_ALLOC, &ia);
+	struct iommu_test_cmd t = { .size = sizeof(t), .op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+				    .id = ia.out_ioas_id };
+	t.mock_domain_flags.dev_flags = next() % 2 ? MOCK_FLAGS_DEVICE_PASID : 0;
+	ioctl(fd, IOMMU_TEST_CMD, &t);
+	uint32_t idev = t.mock_domain.out_idev_id;
+	struct iommu_hwpt_alloc ha = { .size = sizeof(ha), .flags = IOMMU_HWPT_ALLOC_NEST_PARENT,
+				       .dev_id = idev, .pt_id = ia.out_ioas_id };
+	ioctl(fd, IOMMU_HWPT_ALLOC, &ha);
+	struct iommu_viommu_alloc va = { .size = sizeof(va), .type = IOMMU_VIOMMU_TYPE_SELFTEST,
+					 .dev_id = idev, .hwpt_id = ha.out_hwpt_id };
+	ioctl(fd, IOMMU_VIOMMU_ALLOC, &va);
+	struct iommu_vdevice_alloc vd = { .size = sizeof(vd), .viommu_id = va.out_viommu_id,
+					  .dev_id = idev, .virt_id = next() % 4 };
+	ioctl(fd, IOMMU_VDEVICE_ALLOC, &vd);
+	struct iommu_hwpt_selftest data = { .iotlb = IOMMU_TEST_IOTLB_DEFAULT };
+	struct iommu_hwpt_alloc hn = { .size = sizeof(hn), .dev_id = idev,
+				       .pt_id = va.out_viommu_id,
+				       .data_type = IOMMU_HWPT_DATA_SELFTEST,
+				       .data_len = sizeof(data), .data_uptr = (uintptr_t)&data,
+				       .flags = next() % 2 ? IOMMU_HWPT_ALLOC_PASID : 0 };
+	ioctl(fd, IOMMU_HWPT_ALLOC, &hn);
+	struct iommu_ioas_map m = { .size = sizeof(m), .ioas_id = ia.out_ioas_id,
+				    .flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+					     IOMMU_IOAS_MAP_WRITEABLE,
+				    .user_va = (uintptr_t)mem, .length = 2 * 4096,
+				    .iova = MOCK_APERTURE_START };
+	ioctl(fd, IOMMU_IOAS_MAP, &m);
+	for (uint32_t i = 0; i < 2; i++) {
+		struct iommu_hw_queue_alloc q = { .size = sizeof(q), .viommu_id = va.out_viommu_id,
+						  .type = IOMMU_HW_QUEUE_TYPE_SELFTEST, .index = i,
+						  .nesting_parent_iova = MOCK_APERTURE_START + i * 4096,
+						  .length = 4096 };
+		ioctl(fd, IOMMU_HW_QUEUE_ALLOC, &q);
+	}
+	struct iommu_vfio_ioas vi = { .size = sizeof(vi), .op = IOMMU_VFIO_IOAS_SET,
+				      .ioas_id = ia.out_ioas_id };
+	ioctl(fd, IOMMU_VFIO_IOAS, &vi);
+	if (next() % 2) {   /* sometimes unbind the device under its vDEVICE */
+		struct iommu_destroy d = { .size = sizeof(d), .id = t.mock_domain.out_stdev_id };
+		ioctl(fd, IOMMU_DESTROY, &d);
+	}
+}
+
+/* one VFIO type1 compat ioctl: integer argument or a struct with argsz */
+static int vfio_call(int fd, unsigned char *buf)
+{
+	static const uint8_t nrs[] = { 0x64, 0x65, 0x66, 0x70, 0x71, 0x72, 0x73, 0x74, 0x75,
+				       0x67, 0x68, 0x6f };
+	unsigned nr = nrs[next() % sizeof(nrs)];
+	if (nr <= 0x66 && next() % 2)
+		return ioctl(fd, _IO(';', nr), (unsigned long)(next() % 2 ? next() % 12 : pick()));
+	for (int j = 0; j < 40; j += 8) {
+		uint64_t v = pick();
+		memcpy(buf + j, &v, 8);
+	}
+	static const uint32_t argsz[] = { 0, 8, 12, 16, 20, 24, 32, 36, 40, 52, 68, 100, 4096 };
+	uint32_t a = next() % 4 ? argsz[next() % (sizeof(argsz) / 4)] : (uint32_t)next();
+	memcpy(buf, &a, 4);
+	if (next() % 2) {   /* plausible MAP/UNMAP: a page-aligned IOVA, our memory */
+		uint64_t iova = MOCK_APERTURE_START + (next() % 16) * 4096, va = (uintptr_t)buf;
+		uint64_t sz = 4096 * (next() % 4);
+		memcpy(buf + 8, nr == 0x71 ? &va : &iova, 8);
+		memcpy(buf + 16, nr == 0x71 ? &iova : &sz, 8);
+		if (nr == 0x71)
+			memcpy(buf + 24, &sz, 8);
+	}
+	return ioctl(fd, _IO(';', nr), buf);
 }
 
 int main(int argc, char **argv)
@@ -104,6 +183,15 @@ int main(int argc, char **argv)
 			}
 		}
 		int fd = fds[next() % 4];
+		if (next() % 200 == 0)
+			chain(fd, rw + (next() % 60) * 4096);
+		if (next() % 10 == 0) {
+			errno = 0;
+			int rc = vfio_call(fd, rw + (next() % 32) * 4096);
+			hist[rc < 0 ? (errno & 0xff) : 0]++;
+			calls++;
+			continue;
+		}
 		unsigned nr = next() % 22;
 		nr = nr == 21 ? 0xa0 : 0x80 + nr;
 		unsigned long cmd = _IO(';', nr);
