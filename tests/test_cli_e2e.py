@@ -4,10 +4,13 @@ a mount that cannot happen says why."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -148,9 +151,6 @@ def readable_gmemfs():
     An unprivileged run must not depend on where the checkout or its .venv
     live (a clone under /root, mode 0700, is unreadable for uid 65534).
     Yields (interpreter, directory to put first on PYTHONPATH)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
     interp = os.path.realpath(sys.executable)
     probe = "import sys; print(sys.version, sys.base_prefix)"
     r = _as_nobody([interp, "-s", "-S", "-c", probe], cwd="/")
