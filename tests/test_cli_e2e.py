@@ -144,6 +144,14 @@ def _requirement_closure(dist_name: str):
     return [d for k, d in seen.items() if k != dist_name]
 
 
+def _project_packages() -> set[str]:
+    """The top-level packages setup.cfg installs (gmemfs, intervals, ...)."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return {p.strip().split(".")[0] for p in cfg["options"]["packages"].split(",") if p.strip()}
+
+
 @pytest.fixture(scope="module")
 def readable_gmemfs():
     """A copy of what ``python -m gmemfs`` imports, where any user can read it:
@@ -162,7 +170,7 @@ def readable_gmemfs():
     try:
         lib = top / "lib"
         skip = shutil.ignore_patterns("__pycache__", "*.pyc")
-        for pkg in ("gmemfs", "iommufd_emu", "ioctl_abi"):
+        for pkg in _project_packages():
             shutil.copytree(ROOT / pkg, lib / pkg, ignore=skip)
         for dist in _requirement_closure("gmemfs"):
             for f in dist.files or []:
