@@ -4,10 +4,13 @@ a mount that cannot happen says why."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -113,20 +116,91 @@ def test_busy_mountpoint_says_why(tmp_path, fuse_ok):
         subprocess.call(["fusermount3", "-u", str(mnt)])
 
 
-def test_not_permitted_says_why(tmp_path, fuse_ok):
-    """An unprivileged user who cannot open /dev/fuse is told so."""
+NOBODY = 65534
+
+
+def _as_nobody(argv, **kw):
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                           "--clear-groups", *argv], capture_output=True, text=True,
+                          timeout=60, **kw)
+
+
+def _requirement_closure(dist_name: str):
+    """The installed distributions ``dist_name`` needs at run time (no extras)."""
+    from importlib import metadata
+    from packaging.requirements import Requirement
+    seen, todo = {}, [dist_name]
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        dist = metadata.distribution(name)
+        seen[key] = dist
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return [d for k, d in seen.items() if k != dist_name]
+
+
+def _project_packages() -> set[str]:
+    """The top-level packages setup.cfg installs (gmemfs, intervals, ...)."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return {p.strip().split(".")[0] for p in cfg["options"]["packages"].split(",") if p.strip()}
+
+
+@pytest.fixture(scope="module")
+def readable_gmemfs():
+    """A copy of what ``python -m gmemfs`` imports, where any user can read it:
+    the project's packages and the installed distributions gmemfs requires.
+    An unprivileged run must not depend on where the checkout or its .venv
+    live (a clone under /root, mode 0700, is unreadable for uid 65534).
+    Yields (interpreter, directory to put first on PYTHONPATH)."""
+    interp = os.path.realpath(sys.executable)
+    probe = "import sys; print(sys.version, sys.base_prefix)"
+    r = _as_nobody([interp, "-s", "-S", "-c", probe], cwd="/")
+    if r.stdout.strip() != f"{sys.version} {sys.base_prefix}".replace("\n", " "):
+        pytest.skip(f"uid {NOBODY} cannot run this venv's interpreter {interp} with its "
+                    f"own library: it lives where others cannot read (./run builds the "
+                    f"venv from /usr/bin/python3)")
+    top = Path(tempfile.mkdtemp(prefix="gmemfs-nobody-"))
+    try:
+        lib = top / "lib"
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for pkg in _project_packages():
+            shutil.copytree(ROOT / pkg, lib / pkg, ignore=skip)
+        for dist in _requirement_closure("gmemfs"):
+            for f in dist.files or []:
+                src = Path(dist.locate_file(f))
+                if "__pycache__" in f.parts or ".." in f.parts or not src.is_file():
+                    continue
+                dst = lib / f
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        for d in [top, *top.rglob("*")]:
+            d.chmod(0o755 if d.is_dir() or os.access(d, os.X_OK) else 0o644)
+        yield interp, top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_not_permitted_says_why(fuse_ok, readable_gmemfs):
+    """An unprivileged user who cannot open /dev/fuse is told so (wherever the
+    checkout lives: uid 65534 runs a readable copy of gmemfs)."""
     if os.stat("/dev/fuse").st_mode & 0o006:
         pytest.skip("/dev/fuse is world-accessible here")
-    mnt = tmp_path / "m"
-    mnt.mkdir()
-    os.chmod(tmp_path, 0o755)
-    os.chmod(mnt, 0o777)
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        sys.executable, "-m", "gmemfs", "mount", str(mnt)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    interp, top = readable_gmemfs
+    mnt = top / "m"
+    mnt.mkdir(exist_ok=True)
+    mnt.chmod(0o777)
+    r = _as_nobody([interp, "-s", "-m", "gmemfs", "mount", str(mnt)], cwd=top,
+                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(top / "lib"),
+                        "PYTHONDONTWRITEBYTECODE": "1"})
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "/dev/fuse" in r.stderr and "not readable and writable" in r.stderr
+    assert "/dev/fuse" in r.stderr and "not readable and writable" in r.stderr, r.stderr
 
 
 def test_debug_logs_each_ioctl_with_command_caller_and_errno(mount):

@@ -3,9 +3,19 @@
 tests/c/gmem_probe.c runs one fixed list of named cases (creation validation,
 every generic file operation of guest_memfd.md §4.2, the fallocate matrix of
 §4.3, mmap and host access of §4.5) against a provider and prints one line per
-case: ``name ret errno extra``.  This test runs it on a real guest_memfd
-(/dev/kvm, VM type 0: the oracle) and on a fresh gmemfs mount, and compares
-the two case by case: return value, errno and the extra observations.
+case: ``name ret errno extra``.  This test runs it on a fresh gmemfs mount and
+compares it, case by case (return value, errno and the extra observations),
+with an oracle: a real guest_memfd.
+
+The oracle is the live kernel (``gmem_probe kvm``: /dev/kvm, VM type 0) when
+the kernel says it has guest_memfd with MMAP|INIT_SHARED
+(KVM_CAP_GUEST_MEMFD, KVM_CAP_VM_TYPES, KVM_CAP_GUEST_MEMFD_FLAGS); else it is
+the recording tests/data/gmem_oracle.txt, the same probe run on a real kernel
+that has it (its header names the kernel and capabilities).  Exactly one of
+the two comparisons runs; the other is skipped with the reason.
+tests/tools/record_gmem_oracle regenerates the recording on a machine with
+guest_memfd; tests/tools/gmem_oracle_vm makes such a machine (a Debian kernel
+under QEMU) and records or runs the live comparison there.
 
 Any difference fails the test unless the case is in ``FUSE_INHERENT`` below,
 with the reason FUSE makes it unavoidable.  That list is for differences
@@ -14,12 +24,18 @@ An entry that no longer differs also fails (so the list stays honest).
 """
 from __future__ import annotations
 
-import os
+import hashlib
 import subprocess
+from pathlib import Path
 
 import pytest
 
 PROBE = "gmem_probe.c"
+PROBE_SRC = Path(__file__).resolve().parent / "c" / PROBE
+RECORDING = Path(__file__).resolve().parent / "data" / "gmem_oracle.txt"
+RERECORD = ("re-record it: tests/tools/gmem_oracle_vm record (any Debian machine, "
+            "QEMU) or tests/tools/record_gmem_oracle (a machine with guest_memfd)")
+BROKEN = ("SETUP", "TIMEOUT", "CRASH", "NORESULT")
 # the probe's case list has this many entries; an empty or truncated run fails
 MIN_CASES = 490
 PROBE_TIMEOUT = 900
@@ -124,30 +140,43 @@ def _fmt(r) -> str:
     return " ".join(r)
 
 
-def test_gmem_differential_vs_kvm(cc, mount):
-    exe = str(cc(PROBE))
+def _skip_reason(out: str) -> str:
+    """The probe's one-line '# SKIP <reason>' (what the kernel lacks)."""
+    lines = [ln[len("# SKIP "):] for ln in out.splitlines() if ln.startswith("# SKIP ")]
+    return lines[-1] if lines else out.strip().replace("\n", "; ")
 
+
+@pytest.fixture(scope="module")
+def probe(cc):
+    """(probe executable, its case names)"""
+    exe = str(cc(PROBE))
     names = _run([exe, "list"]).stdout.split()
     assert len(names) == len(set(names)), "duplicate case names in the probe"
     assert len(names) >= MIN_CASES
+    return exe, names
 
-    # the oracle: a real guest_memfd
-    if not os.path.exists("/dev/kvm"):
-        pytest.skip("/dev/kvm is missing: no real guest_memfd to compare with")
-    k = _run([exe, "kvm"])
-    if k.returncode == 4:
-        pytest.skip("no real guest_memfd: " + k.stdout.strip().lstrip("# "))
-    assert k.returncode == 0, f"probe (kvm) failed: {k.stderr}"
-    kvm = _parse(k.stdout)
 
-    g = _run([exe, "gmemfs", str(mount.path)])
-    assert g.returncode == 0, f"probe (gmemfs) failed: {g.stderr}"
-    gm = _parse(g.stdout)
+@pytest.fixture(scope="module")
+def live_kernel(probe):
+    """None when the live kernel can be the oracle, else why not (one line)."""
+    r = _run([probe[0], "caps"], timeout=60)
+    assert r.returncode in (0, 4), f"gmem_probe caps failed: {r.stdout}{r.stderr}"
+    return None if r.returncode == 0 else _skip_reason(r.stdout)
 
-    assert [n for n, _ in kvm] == names, "kvm run does not match the case list"
+
+def _header(text: str, key: str) -> list[str]:
+    return [ln[len(key) + 2:].strip() for ln in text.splitlines()
+            if ln.startswith(f"# {key} ")]
+
+
+def _compare(oracle: str, kvm, gm, names):
+    """gmemfs rows ``gm`` against the oracle rows ``kvm``: fail on any
+    difference that is not FUSE-inherent, on a FUSE_INHERENT entry that no
+    longer differs, and on a documented substitute gmemfs does not give."""
+    assert [n for n, _ in kvm] == names, f"{oracle} does not match the case list"
     assert [n for n, _ in gm] == names, "gmemfs run does not match the case list"
-    broken = [(n, r) for n, r in kvm if r[0] in ("SETUP", "TIMEOUT", "CRASH", "NORESULT")]
-    assert not broken, "the kernel oracle run is broken:\n" + "\n".join(
+    broken = [(n, r) for n, r in kvm if r[0] in BROKEN]
+    assert not broken, f"the kernel oracle ({oracle}) run is broken:\n" + "\n".join(
         f"  {n}: {_fmt(r)}" for n, r in broken)
 
     stale = sorted(set(FUSE_INHERENT) - set(names))
@@ -172,7 +201,7 @@ def test_gmem_differential_vs_kvm(cc, mount):
             continue
         unexpected.append(f"  {name}: kernel {_fmt(want)} | gmemfs {_fmt(got)}")
 
-    print(f"\ngmem differential: {compared} cases compared, "
+    print(f"\ngmem differential against {oracle}: {compared} cases compared, "
           f"{len(known)} known FUSE-inherent differences, "
           f"{len(unexpected)} unexpected differences")
     for name in known:
@@ -181,7 +210,7 @@ def test_gmem_differential_vs_kvm(cc, mount):
     assert compared >= len(names) and compared >= MIN_CASES
     msg = []
     if unexpected:
-        msg.append("gmemfs differs from the kernel (not FUSE-inherent):\n"
+        msg.append(f"gmemfs differs from the kernel ({oracle}; not FUSE-inherent):\n"
                    + "\n".join(unexpected))
     if wrong_instead:
         msg.append("gmemfs does not do what FUSE_INHERENT documents:\n"
@@ -190,3 +219,53 @@ def test_gmem_differential_vs_kvm(cc, mount):
         msg.append("FUSE_INHERENT entries that now match the kernel (remove them): "
                    + ", ".join(no_longer))
     assert not msg, "\n".join(msg)
+
+
+def _gmemfs_rows(exe: str, mount):
+    g = _run([exe, "gmemfs", str(mount.path)])
+    assert g.returncode == 0, f"probe (gmemfs) failed: {g.stderr}"
+    return _parse(g.stdout)
+
+
+@pytest.mark.kvm
+def test_gmem_differential_vs_kvm(probe, live_kernel, mount):
+    """gmemfs against the live kernel's guest_memfd, where the kernel has it."""
+    exe, names = probe
+    if live_kernel:
+        pytest.skip(f"live kernel: {live_kernel} (compared with the recording instead)")
+    k = _run([exe, "kvm"])
+    assert k.returncode == 0, f"probe (kvm) failed ({k.returncode}): {k.stdout[-2000:]}{k.stderr}"
+    kernel = (_header(k.stdout, "kernel") or ["?"])[0].split()[0]
+    _compare(f"the live kernel {kernel}", _parse(k.stdout), _gmemfs_rows(exe, mount), names)
+
+
+def test_gmem_differential_vs_recording(probe, live_kernel, mount):
+    """gmemfs against the recorded answers of a real kernel's guest_memfd,
+    where the live kernel has none (so the differential still tests something)."""
+    exe, names = probe
+    if not live_kernel:
+        pytest.skip("the live kernel has guest_memfd: test_gmem_differential_vs_kvm "
+                    "compares with it")
+    text = RECORDING.read_text()
+    kernel = (_header(text, "kernel") or ["?"])[0].split()[0]
+    _compare(f"the recording of kernel {kernel}", _parse(text), _gmemfs_rows(exe, mount),
+             names)
+
+
+def test_recording_is_current(probe):
+    """The recording was made by today's probe, on a kernel that has guest_memfd
+    with MMAP|INIT_SHARED on a default VM, and every case in it ran."""
+    text = RECORDING.read_text()
+    assert _header(text, "probe-sha1") == [hashlib.sha1(PROBE_SRC.read_bytes()).hexdigest()], (
+        f"tests/c/{PROBE} changed since {RECORDING.name} was recorded: {RERECORD}")
+    assert [n for n, _ in _parse(text)] == probe[1], (
+        f"{RECORDING.name} does not have the probe's case list: {RERECORD}")
+    assert _header(text, "provider") == ["kvm"]
+    assert _header(text, "kernel"), "the recording does not name its kernel"
+    caps = set(_header(text, "cap"))
+    assert "/dev/kvm KVM_CAP_GUEST_MEMFD=0x1" in caps
+    assert "vm0 KVM_CAP_GUEST_MEMFD=0x1" in caps
+    flags = [c for c in caps if c.startswith("vm0 KVM_CAP_GUEST_MEMFD_FLAGS=")]
+    assert flags and int(flags[0].split("=")[1], 16) & 3 == 3, flags
+    broken = [n for n, r in _parse(text) if r[0] in BROKEN]
+    assert not broken, f"the recording has cases that did not run: {broken}"

@@ -8,6 +8,9 @@
  *     gmem_probe kvm               real guest_memfd from /dev/kvm (VM type 0)
  *     gmem_probe gmemfs MOUNTDIR   gmemfs files MOUNTDIR/gmem/<fresh name>
  *     gmem_probe list              print the case names only
+ *     gmem_probe caps              print the kernel's release and KVM
+ *                                  capabilities ('#' lines) and whether the
+ *                                  kvm provider can run (exit 0) or not (4)
  *
  * An optional last argument SUBSTR runs only the cases whose name contains it.
  *
@@ -22,8 +25,14 @@
  *     step; a case that does not finish within its time limit prints TIMEOUT;
  *     a case that dies of an unexpected signal prints CRASH and the signal.
  *   - lines starting with '#' are comments (provider, counts);
- *   - "kvm" exits with status 4 after a "# SKIP <reason>" line when /dev/kvm
- *     cannot be opened or KVM_CREATE_VM(0) fails.
+ *   - "kvm" first prints the kernel ("# kernel ...") and its KVM capabilities
+ *     ("# cap <where> <name>=<value>"), then decides from what the kernel
+ *     says, never from the presence of /dev/kvm, whether it can be the
+ *     oracle: it exits with status 4 after one "# SKIP <reason>" line naming
+ *     what is missing when /dev/kvm cannot be opened, KVM_CAP_GUEST_MEMFD is
+ *     0, KVM_CAP_VM_TYPES lacks the default VM type, KVM_CREATE_VM(0) fails,
+ *     or KVM_CAP_GUEST_MEMFD_FLAGS on that VM lacks MMAP|INIT_SHARED (the
+ *     cases use both flags).
  *
  * Every case runs in its own forked child (a hang or a crash cannot take the
  * probe down) with alarm(); the parent also enforces a deadline and SIGKILLs.
@@ -58,6 +67,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <linux/fs.h>
@@ -1659,11 +1669,102 @@ static void sweep(void)
 	closedir(d);
 }
 
+/* --------------------------------------------------- oracle availability */
+
+/* KVM_CHECK_EXTENSION; a failing ioctl counts as 0 (the cap is not there) */
+static long cap_of(int fd, const char *where, const char *name, int cap)
+{
+	long v = ioctl(fd, KVM_CHECK_EXTENSION, cap);
+
+	if (v < 0)
+		printf("# cap %s %s=error:%s\n", where, name, ename(errno));
+	else
+		printf("# cap %s %s=0x%lx\n", where, name, v);
+	return v < 0 ? 0 : v;
+}
+
+#define CAP(fd, where, c) cap_of(fd, where, #c, c)
+
+/*
+ * Print the kernel and the KVM capabilities the cases depend on, and decide
+ * from them whether a real guest_memfd can be the oracle.  Returns NULL when
+ * it can, or a one-line reason naming what is missing.
+ */
+static const char *kvm_oracle_check(void)
+{
+	static char why[200];
+	struct utsname u;
+	DIR *d;
+
+	if (uname(&u) == 0)
+		printf("# kernel %s %s %s\n", u.release, u.version, u.machine);
+	d = opendir("/sys/module");
+	if (d) {
+		struct dirent *e;
+		printf("# kvm modules");
+		while ((e = readdir(d)))
+			if (!strncmp(e->d_name, "kvm", 3))
+				printf(" %s", e->d_name);
+		printf("\n");
+		closedir(d);
+	}
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0) {
+		snprintf(why, sizeof(why), "/dev/kvm cannot be opened (%s): no KVM, so no "
+			 "real guest_memfd", strerror(errno));
+		return why;
+	}
+	CAP(kvm, "/dev/kvm", KVM_CAP_USER_MEMORY2);
+	CAP(kvm, "/dev/kvm", KVM_CAP_MEMORY_ATTRIBUTES);
+	long gmem = CAP(kvm, "/dev/kvm", KVM_CAP_GUEST_MEMFD);
+	long types = CAP(kvm, "/dev/kvm", KVM_CAP_VM_TYPES);
+	CAP(kvm, "/dev/kvm", KVM_CAP_GUEST_MEMFD_FLAGS);
+	CAP(kvm, "/dev/kvm", KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES);
+	if (!gmem) {
+		snprintf(why, sizeof(why), "KVM_CAP_GUEST_MEMFD (%d) is 0 on /dev/kvm: "
+			 "this kernel has no guest_memfd", KVM_CAP_GUEST_MEMFD);
+		close(kvm);
+		return why;
+	}
+	if (!(types & (1L << KVM_X86_DEFAULT_VM))) {
+		snprintf(why, sizeof(why), "KVM_CAP_VM_TYPES (%d) is 0x%lx: no "
+			 "KVM_X86_DEFAULT_VM (type 0)", KVM_CAP_VM_TYPES, types);
+		close(kvm);
+		return why;
+	}
+	int vm = ioctl(kvm, KVM_CREATE_VM, KVM_X86_DEFAULT_VM);
+	if (vm < 0) {
+		snprintf(why, sizeof(why), "KVM_CREATE_VM(KVM_X86_DEFAULT_VM) fails: %s",
+			 strerror(errno));
+		close(kvm);
+		return why;
+	}
+	long vgmem = CAP(vm, "vm0", KVM_CAP_GUEST_MEMFD);
+	long vflags = CAP(vm, "vm0", KVM_CAP_GUEST_MEMFD_FLAGS);
+	CAP(vm, "vm0", KVM_CAP_MEMORY_ATTRIBUTES);
+	close(vm);
+	close(kvm);
+	if (!vgmem) {
+		snprintf(why, sizeof(why), "KVM_CAP_GUEST_MEMFD (%d) is 0 on a type-0 VM",
+			 KVM_CAP_GUEST_MEMFD);
+		return why;
+	}
+	long need = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
+	if ((vflags & need) != need) {
+		snprintf(why, sizeof(why), "KVM_CAP_GUEST_MEMFD_FLAGS (%d) is 0x%lx on a "
+			 "type-0 VM: lacks MMAP|INIT_SHARED (0x%lx)",
+			 KVM_CAP_GUEST_MEMFD_FLAGS, vflags, need);
+		return why;
+	}
+	return NULL;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: gmem_probe kvm [SUBSTR]\n"
 			"       gmem_probe gmemfs MOUNTDIR [SUBSTR]\n"
-			"       gmem_probe list\n");
+			"       gmem_probe list\n"
+			"       gmem_probe caps\n");
 	exit(2);
 }
 
@@ -1683,18 +1784,18 @@ int main(int argc, char **argv)
 		use_kvm = 1;
 		if (argc > 2)
 			filter = argv[2];
-		int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-		if (kvm < 0) {
-			printf("# SKIP /dev/kvm: %s\n", strerror(errno));
+		const char *why = kvm_oracle_check();
+		if (why) {
+			printf("# SKIP %s\n", why);
 			return 4;
 		}
-		int vm = ioctl(kvm, KVM_CREATE_VM, 0);
-		if (vm < 0) {
-			printf("# SKIP KVM_CREATE_VM(0): %s\n", strerror(errno));
-			return 4;
-		}
-		close(vm);
-		close(kvm);
+	} else if (!strcmp(argv[1], "caps")) {
+		const char *why = kvm_oracle_check();
+		if (why)
+			printf("# SKIP %s\n", why);
+		else
+			printf("# usable: guest_memfd with MMAP|INIT_SHARED on VM type 0\n");
+		return why ? 4 : 0;
 	} else if (!strcmp(argv[1], "gmemfs")) {
 		if (argc < 3)
 			usage();
