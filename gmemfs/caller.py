@@ -213,6 +213,28 @@ def _private_file_runs(pid, s, e, lo, off, key):
         else:
             runs.append((ps, pe, k, base))
     return runs
+def mappings(pid: int) -> list[tuple[int, int, str, int, int, int]]:
+    """The VMAs of ``pid``: (start, end, perms, file offset, st_dev, inode);
+    inode 0 for anonymous private memory. [] if the process is gone."""
+    out = []
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                major, minor = (int(x, 16) for x in parts[3].split(":"))
+                out.append((lo, hi, parts[1], int(parts[2], 16), os.makedev(major, minor),
+                            int(parts[4])))
+    except OSError:
+        pass
+    return out
+
+
+def _shared_vma_identities(maps):
+    """`mappings` reduced to what pages.py compares: shared file / shared
+    memory VMAs keep (dev, inode); everything else is anonymous."""
+    return [(lo, hi, off, dev, ino if perms[3:4] == "s" else 0)
+            for lo, hi, perms, off, dev, ino in maps]
 
 
 class ProcessMemory:
@@ -276,6 +298,28 @@ class ProcessMemory:
             if e.errno == errno.EFAULT:
                 raise
             raise OSError(errno.EFAULT, f"cannot read the mappings of pid {self.pid}") from e
+    def mappings(self):
+        return _shared_vma_identities(mappings(self.pid))
+
+    def pin_shared(self, addr: int, size: int) -> list:
+        """What a long-term pin of [addr, addr+size) keeps alive beyond the
+        process: the files behind its MAP_SHARED mappings (shared anonymous
+        memory included), as [(start, end, FileRef, file offset of start)]
+        reached through /proc/PID/map_files (needs CAP_SYS_ADMIN; [] without
+        it: the range then stays reachable only while the process maps it)."""
+        out = []
+        end = addr + size
+        for lo, hi, perms, off, _dev, ino in mappings(self.pid):
+            if hi <= addr or lo >= end or not ino or perms[3:4] != "s":
+                continue
+            writable = perms[1:2] == "w"
+            try:
+                local = os.open(f"/proc/{self.pid}/map_files/{lo:x}-{hi:x}",
+                                os.O_RDWR if writable else os.O_RDONLY)
+            except OSError:
+                continue
+            out.append((lo, hi, _host_ref(local, True, writable), off))
+        return out
 
     def read(self, addr: int, size: int) -> bytes:
         if not self.alive():
@@ -432,24 +476,37 @@ class Caller:
                 if own is not None:       # one of our files: never fstat it
                     os.close(local)
                     return own
-            ftype = lib.gmemfs_fstatfs_type(local)
-            if ftype == TMPFS_MAGIC:
-                kind = "shmem"
-            elif ftype == HUGETLBFS_MAGIC:
-                kind = "hugetlb"
-            else:
-                kind = "other"
-            st = os.fstat(local)
-            key = (st.st_dev, st.st_ino, readable, writable)
-            entry = _shared_fds.get(key)
-            if entry is None:
-                entry = _shared_fds[key] = [local, 0]
-            else:
-                os.close(local)
-            entry[1] += 1
-            ref = FileRef(kind, entry[0], readable, writable, identity=(st.st_dev, st.st_ino))
-            ref._key = key
-            return ref
+            return _host_ref(local, readable, writable)
         except BaseException:
             os.close(local)
             raise
+
+    def mappings(self):
+        return _shared_vma_identities(mappings(self.pid))
+
+
+def _host_ref(local: int, readable: bool, writable: bool) -> FileRef:
+    """A FileRef for ``local``, an fd of a host file this process owns now
+    (it is closed, or kept as the one shared fd of that file)."""
+    try:
+        ftype = lib.gmemfs_fstatfs_type(local)
+        if ftype == TMPFS_MAGIC:
+            kind = "shmem"
+        elif ftype == HUGETLBFS_MAGIC:
+            kind = "hugetlb"
+        else:
+            kind = "other"
+        st = os.fstat(local)
+    except BaseException:
+        os.close(local)
+        raise
+    key = (st.st_dev, st.st_ino, readable, writable)
+    entry = _shared_fds.get(key)
+    if entry is None:
+        entry = _shared_fds[key] = [local, 0]
+    else:
+        os.close(local)
+    entry[1] += 1
+    ref = FileRef(kind, entry[0], readable, writable, identity=(st.st_dev, st.st_ino))
+    ref._key = key
+    return ref

@@ -66,6 +66,12 @@ class IommufdObject:
     def destroy(self) -> None:
         """Called exactly once when the object leaves the table."""
 
+    def file_released(self) -> None:
+        """The last fd on the file that stands for this object (the file of
+        an fd-returning ioctl, see dispatch.UCmd.new_file) is closed: drop the
+        file's reference."""
+        self.put()
+
     def __repr__(self) -> str:
         return f"<{self.kind} id={self.id} users={self.users}>"
 

@@ -168,6 +168,12 @@ class Pages:
         """(backing key, absolute source address) of pages byte ``byte``."""
         return (self.backing_key, self.start + byte)
 
+    def page_identity(self, page: int, cache=None):
+        """What physically backs page ``page`` of this object, comparable
+        with `user_page_identity` (the selftest's "same struct page")."""
+        key, addr = self.backing(page * PAGE_SIZE)
+        return (key[0], key[1], addr)
+
     # --- pinning ------------------------------------------------------------
     def check_pinnable(self, first: int, end: int) -> None:
         """Raise the pin-time error for pages [first, end) (page indices)."""
@@ -217,6 +223,15 @@ class Pages:
 
 
 class UserPages(Pages):
+    """Memory of a process, by user address. The emulator cannot pin another
+    process's pages; what a pin keeps alive in the kernel is kept here where
+    it can be: when pages become pinned, the files behind MAP_SHARED mappings
+    of the range (shared anonymous memory included) are held
+    (``mem.pin_shared``) and the range is reached through them from then on,
+    so pinned shared memory stays valid after the process unmaps it, execs
+    or exits (the selftest's fork rules). Private anonymous memory is reached
+    in the process only (a dead process's private pages are gone: EFAULT)."""
+
     kind = "user"
 
     def __init__(self, system, uptr, length, writable, account, mem):
@@ -224,6 +239,42 @@ class UserPages(Pages):
         super().__init__(system, start, uptr + length - start, writable, account)
         self.mem = mem
         self.backing_key = ("mm", mem.pid)
+        self.held_files: list = []         # [(va start, va end, FileRef, offset)], sorted
+
+    def hold(self, first, end):
+        fresh = [(s, e) for s, e, v in self.holders.segments(first, end) if v == 0]
+        super().hold(first, end)
+        pin = getattr(self.mem, "pin_shared", None)
+        if pin is None:
+            return
+        for s, e in fresh:
+            lo, hi = self.start + s * PAGE_SIZE, self.start + e * PAGE_SIZE
+            if any(a <= lo and hi <= b for a, b, _, _ in self.held_files):
+                continue
+            for seg in pin(lo, hi - lo):
+                if any(a == seg[0] and b == seg[1] for a, b, _, _ in self.held_files):
+                    seg[2].close()
+                else:
+                    self.held_files.append(seg)
+        self.held_files.sort(key=lambda x: x[0])
+
+    def _split(self, addr: int, n: int):
+        """[(addr, n, (FileRef, offset) or None)] covering [addr, addr + n)."""
+        out = []
+        end = addr + n
+        cur = addr
+        for lo, hi, ref, off in self.held_files:
+            if hi <= cur or lo >= end:
+                continue
+            if lo > cur:
+                out.append((cur, lo - cur, None))
+                cur = lo
+            stop = min(hi, end)
+            out.append((cur, stop - cur, (ref, off + (cur - lo))))
+            cur = stop
+        if cur < end:
+            out.append((cur, end - cur, None))
+        return out
 
     def check_pinnable(self, first, end):
         addr = self.start + first * PAGE_SIZE
@@ -237,13 +288,37 @@ class UserPages(Pages):
         for a in range(addr, addr + size, PAGE_SIZE):
             self.mem.read(a, 1)
 
+    def page_identity(self, page, cache=None):
+        return _va_identity(self.mem, self.start + page * PAGE_SIZE, cache)
+
     def read(self, byte, n):
-        return self.mem.read(self.start + byte, n)
+        if not self.held_files:
+            return self.mem.read(self.start + byte, n)
+        parts = []
+        for addr, m, f in self._split(self.start + byte, n):
+            if f is None:
+                parts.append(self.mem.read(addr, m))
+            else:
+                data = f[0].pread(f[1], m)
+                parts.append(data + bytes(m - len(data)))
+        return b"".join(parts)
 
     def write(self, byte, data):
-        self.mem.write(self.start + byte, data)
+        if not self.held_files:
+            self.mem.write(self.start + byte, data)
+            return
+        pos = 0
+        for addr, m, f in self._split(self.start + byte, len(data)):
+            if f is None:
+                self.mem.write(addr, data[pos:pos + m])
+            else:
+                f[0].pwrite(f[1], bytes(data[pos:pos + m]))
+            pos += m
 
     def free(self):
+        held, self.held_files = self.held_files, []
+        for _, _, ref, _ in held:
+            ref.close()
         close = getattr(self.mem, "close", None)
         if close is not None and getattr(self, "owns_mem", False):
             close()
@@ -279,6 +354,12 @@ class FilePages(Pages):
         if self.start + end * PAGE_SIZE > _page_up(self.ref.size()):
             raise err(errno.EINVAL, "file range extends past EOF at pin time")
 
+    def page_identity(self, page, cache=None):
+        off = self.start + page * PAGE_SIZE
+        if self.gmem is not None:
+            return ("gmem", id(self.gmem), off)
+        return ("file", getattr(self.ref, "identity", None) or self.backing_key[1], off)
+
     def _backing_pin(self, first, end, pin):
         if self.gmem_pins and not self.gmem.closed:
             off, n = self.start + first * PAGE_SIZE, (end - first) * PAGE_SIZE
@@ -312,3 +393,30 @@ class FilePages(Pages):
 
 def _page_up(x: int) -> int:
     return (x + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+
+def _va_identity(mem, va: int, cache=None):
+    """The page at user address ``va`` of ``mem`` (a Caller or a
+    ProcessMemory): ('file', (st_dev, st_ino), offset) when a file or shared
+    memory mapping backs it (two processes sharing a MAP_SHARED buffer, or a
+    memfd mapped and MAP_FILEd, see the same page), else ('mm', pid, va)."""
+    page = va - va % PAGE_SIZE
+    maps = None
+    if cache is not None:
+        maps = cache.get(mem.pid)
+    if maps is None:
+        fn = getattr(mem, "mappings", None)
+        maps = fn() if fn is not None else []
+        if cache is not None:
+            cache[mem.pid] = maps
+    for lo, hi, offset, dev, ino in maps:
+        if lo <= page < hi:
+            if ino:
+                return ("file", (dev, ino), offset + (page - lo))
+            break
+    return ("mm", mem.pid, page)
+
+
+def user_page_identity(caller, addr: int, cache=None):
+    """What backs the caller's page at ``addr`` (see `_va_identity`)."""
+    return _va_identity(caller, addr, cache)
