@@ -29,6 +29,36 @@ from cffi import FFI
 ffibuilder = FFI()
 
 CDEF = r"""
+/* from ioctl_abi/uapi.h (compiled in: the supervisor does not parse it) */
+#define IOMMU_FAULT_QUEUE_ALLOC ...
+#define IOMMU_VEVENTQ_ALLOC ...
+#define IOMMU_TEST_CMD ...
+#define IOMMU_TEST_OP_CREATE_ACCESS ...
+#define IOMMU_TEST_OP_DMABUF_GET ...
+#define KVM_CREATE_VM ...
+#define KVM_CREATE_GUEST_MEMFD ...
+#define GMEMFS_EXEC_CALL ...
+#define GMEMFS_EXEC_PASS ...
+#define GMEMFS_EXEC_DONE ...
+#define GMEMFS_EXEC_NEWFD ...
+#define GMEMFS_EXEC_NEWFD_RETURN ...
+struct gmemfs_exec_call {
+    uint32_t size;
+    uint32_t tid;
+    uint32_t fd;
+    uint32_t cmd;
+    uint64_t arg;
+    uint32_t status;
+    uint32_t flags;
+    uint64_t value;
+    int32_t error;
+    uint32_t newfd_flags;
+    uint64_t fd_addr;
+    uint8_t token[32];
+    ...;
+};
+int gx_exec_call(int fd, struct gmemfs_exec_call *call);
+
 #define GX_NOTIFY ...
 #define GX_SIGNAL ...
 #define GX_HUP ...
@@ -78,6 +108,7 @@ int gx_pidfd_send_signal(int pidfd, int sig);
 """
 
 SOURCE = r"""
+#include "gmemfs_uapi.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -547,6 +578,12 @@ int gx_pidfd_getfd(int pidfd, int fd)
     return r < 0 ? -errno : (int)r;
 }
 
+int gx_exec_call(int fd, struct gmemfs_exec_call *call)
+{
+    call->size = sizeof(*call);
+    return ioctl(fd, GMEMFS_EXEC_CALL, call) < 0 ? -errno : 0;
+}
+
 int gx_pidfd_send_signal(int pidfd, int sig)
 {
     long r = syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
@@ -558,6 +595,8 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "gmemfs._exec_ll",
     SOURCE,
+    include_dirs=[os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "ioctl_abi")],
     extra_compile_args=["-O2", "-Wno-unused-parameter"],
 )
 

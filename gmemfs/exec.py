@@ -56,18 +56,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-import ioctl_abi as abi
-
 log = logging.getLogger("gmemfs.exec")
 
 # the paths gmemfs emulates -> the node on the mount
 EMULATED_PATHS = {"/dev/iommu": "iommu", "/dev/kvm": "kvm"}
 
+
+def _lib():
+    # the numbers and struct layouts come compiled in from ioctl_abi/uapi.h
+    # (parsing that header costs 100 ms per run of gmemfs exec)
+    from gmemfs._exec_ll import ffi, lib
+    return ffi, lib
+
+
+_, _L = _lib()
 # ioctls whose kernel form returns a new fd (IOMMU_TEST_CMD: only the ops in
 # FD_TEST_OPS; the others are continued by the C fast path)
-INTERCEPTED_IOCTLS = (abi.IOMMU_FAULT_QUEUE_ALLOC, abi.IOMMU_VEVENTQ_ALLOC, abi.IOMMU_TEST_CMD,
-                      abi.KVM_CREATE_VM, abi.KVM_CREATE_GUEST_MEMFD)
-FD_TEST_OPS = (abi.IOMMU_TEST_OP_CREATE_ACCESS, abi.IOMMU_TEST_OP_DMABUF_GET)
+INTERCEPTED_IOCTLS = (_L.IOMMU_FAULT_QUEUE_ALLOC, _L.IOMMU_VEVENTQ_ALLOC, _L.IOMMU_TEST_CMD,
+                      _L.KVM_CREATE_VM, _L.KVM_CREATE_GUEST_MEMFD)
+FD_TEST_OPS = (_L.IOMMU_TEST_OP_CREATE_ACCESS, _L.IOMMU_TEST_OP_DMABUF_GET)
 
 # signals forwarded to the program
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
@@ -77,19 +84,15 @@ SI_KERNEL = 0x80
 AT_FDCWD = -100
 PIDFD_THREAD = os.O_EXCL
 
-# test hook: when set, the supervisor writes "hold <what>\n" to this FIFO and
-# waits for one byte on it before it installs a new fd in the program (tests
-# kill the program in the middle of an intercepted call this way)
+# test hook: a directory with two FIFOs, ``held`` and ``release``. Before it
+# installs a new fd in the program, the supervisor writes "hold <what>\n" to
+# ``held`` and waits for one byte from ``release`` (tests kill the program in
+# the middle of an intercepted call this way)
 HOLD_ENV = "GMEMFS_EXEC_TEST_HOLD"
 
 
 class ExecError(Exception):
     """gmemfs exec cannot start (the message says why)."""
-
-
-def _lib():
-    from gmemfs._exec_ll import ffi, lib
-    return ffi, lib
 
 
 def _s32(v: int) -> int:
@@ -179,7 +182,7 @@ class Supervisor:
         lib = self.lib
         while True:
             r = lib.gx_next(self.listener, self.sigfd, self._names, self._names_len,
-                            abi.IOMMU_TEST_CMD, self._ops, len(FD_TEST_OPS), self.ev, self.stats)
+                            self.lib.IOMMU_TEST_CMD, self._ops, len(FD_TEST_OPS), self.ev, self.stats)
             if r == lib.GX_NOTIFY:
                 try:
                     self._notification(self.ev)
@@ -353,26 +356,22 @@ class Supervisor:
         return (major[0], minor[0]) == self.dev
 
     def _exec_call(self, ev, local: int, tid: int, fd: int, cmd: int, arg: int) -> None:
-        import fcntl
         lib = self.lib
-        call = abi.new("gmemfs_exec_call", size=abi.sizeof("gmemfs_exec_call"), tid=tid,
-                       fd=fd & 0xFFFFFFFF, cmd=cmd, arg=arg)
-        buf = bytearray(abi.to_bytes(call))
+        out = self.ffi.new("struct gmemfs_exec_call *")
+        out.tid, out.fd, out.cmd, out.arg = tid, fd & 0xFFFFFFFF, cmd, arg
         self.counts["exec_call"] += 1
-        try:
-            fcntl.ioctl(local, abi.GMEMFS_EXEC_CALL, buf)
-        except OSError as e:
-            if e.errno == errno.ENOTTY:         # a server without exec support
+        r = lib.gx_exec_call(local, out)
+        if r < 0:
+            if r == -errno.ENOTTY:              # a server without exec support
                 self._continue(ev)
             else:
-                lib.gx_respond(self.listener, ev.id, 0, e.errno)
+                lib.gx_respond(self.listener, ev.id, 0, -r)
             return
-        out = abi.from_bytes("gmemfs_exec_call", buf)
-        if out.status == abi.GMEMFS_EXEC_PASS:
+        if out.status == lib.GMEMFS_EXEC_PASS:
             self._continue(ev)
-        elif out.status == abi.GMEMFS_EXEC_DONE:
+        elif out.status == lib.GMEMFS_EXEC_DONE:
             lib.gx_respond(self.listener, ev.id, _as_long(out.value), out.error)
-        elif out.status == abi.GMEMFS_EXEC_NEWFD:
+        elif out.status == lib.GMEMFS_EXEC_NEWFD:
             self._install(ev, tid, out)
         else:
             lib.gx_respond(self.listener, ev.id, 0, errno.EIO)
@@ -380,7 +379,7 @@ class Supervisor:
     def _install(self, ev, tid: int, out) -> None:
         """Open the object's file by its token and install it in the program."""
         lib = self.lib
-        token = bytes(abi.ffi.buffer(out.token)).split(b"\0", 1)[0].decode()
+        token = self.ffi.string(self.ffi.cast("char *", out.token), 32).decode()
         try:
             fd = os.open(str(self.mnt / ".exec" / token), os.O_RDWR)
         except OSError as e:
@@ -388,7 +387,7 @@ class Supervisor:
             return
         try:
             self._hold_point(f"ioctl {ev.args[1] & 0xFFFFFFFF:#x}")
-            returns_fd = bool(out.flags & abi.GMEMFS_EXEC_NEWFD_RETURN)
+            returns_fd = bool(out.flags & lib.GMEMFS_EXEC_NEWFD_RETURN)
             send = 1 if returns_fd and not out.fd_addr else 0
             n = lib.gx_addfd(self.listener, ev.id, fd, out.newfd_flags, send)
         finally:
@@ -410,8 +409,9 @@ class Supervisor:
     def _hold_point(self, what: str) -> None:
         if not self._hold:
             return
-        with open(self._hold, "r+b", buffering=0) as f:
+        with open(os.path.join(self._hold, "held"), "wb", buffering=0) as f:
             f.write(f"hold {what}\n".encode())
+        with open(os.path.join(self._hold, "release"), "rb", buffering=0) as f:
             f.read(1)
 
 
@@ -559,6 +559,7 @@ def _die_like(sig: int) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (OSError, ValueError):
         pass
-    signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
     os.kill(os.getpid(), sig)
