@@ -355,7 +355,7 @@ class FileRef:
     """What an fd number of the caller refers to (see docs/ARCHITECTURE.md)."""
 
     def __init__(self, kind: str, fd: int | None, readable: bool, writable: bool,
-                 gmem=None, node=None, identity=None):
+                 gmem=None, node=None, identity=None, obj=None):
         self.kind = kind
         self.fd = fd
         self.readable = readable
@@ -363,6 +363,8 @@ class FileRef:
         self.gmem = gmem
         self.node = node
         self.identity = identity      # (st_dev, st_ino) of a host file
+        self.obj = obj                # the model object a gmemfs file stands for
+                                      # (the file of an fd-returning ioctl)
 
     def size(self) -> int:
         if self.gmem is not None:

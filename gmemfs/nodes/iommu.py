@@ -20,10 +20,13 @@ from iommufd_emu import dispatch
 from iommufd_emu.context import Context
 
 from .base import Node
+from .exec import PASS
 
 IOMMU_INO = 2
 _TEST_CMD = abi.IOMMU_TEST_CMD
 GMEMFS_IOCTL_SELF_FH = 0x47F0     # asked by this server only (nodes/vfio.py)
+_FD_CMDS = (abi.IOMMU_FAULT_QUEUE_ALLOC, abi.IOMMU_VEVENTQ_ALLOC)
+_FD_TEST_OPS = (abi.IOMMU_TEST_OP_CREATE_ACCESS, abi.IOMMU_TEST_OP_DMABUF_GET)
 
 
 class IommuNode(Node):
@@ -66,12 +69,27 @@ class IommuNode(Node):
             return
         F.reply_ioctl(req, self._run(of, cmd, arg, caller, prefetch))
 
-    def _run(self, of, cmd: int, arg: int, caller, prefetch) -> int:
+    def exec_ioctl(self, of, cmd: int, arg: int, caller, files):
+        """The fd-returning commands under gmemfs exec (nodes/exec.py):
+        FAULT_QUEUE_ALLOC, VEVENTQ_ALLOC, and IOMMU_TEST_CMD with an op that
+        returns a new fd; anything else runs the normal way (PASS)."""
+        if cmd == _TEST_CMD:
+            try:
+                op = int.from_bytes(caller.read(arg + 4, 4), "little")
+            except OSError:
+                return PASS
+            if op not in _FD_TEST_OPS:
+                return PASS
+        elif cmd not in _FD_CMDS:
+            return PASS
+        return self._run(of, cmd, arg, caller, None, files)
+
+    def _run(self, of, cmd: int, arg: int, caller, prefetch, files=None) -> int:
         """One iommufd ioctl through the model's dispatch table, counted and
         logged; returns the ioctl's value or raises its OSError."""
         m = self.mount
         try:
-            ret = self._dispatch(of.private, cmd, arg, caller, prefetch)
+            ret = self._dispatch(of.private, cmd, arg, caller, prefetch, files)
         except OSError as e:
             m.ioctl_failed(cmd, caller.tid, e)
             raise

@@ -1,0 +1,233 @@
+"""The files of fd-returning ioctls, for `gmemfs exec` (node kinds ExecDir,
+ObjectNode) and the supervisor's GMEMFS_EXEC_CALL (`exec_call`).
+
+A FUSE server cannot put an fd into the calling process. Under
+`gmemfs exec` (gmemfs/exec.py) the supervisor intercepts the ioctls whose
+kernel form returns one (seccomp user notification) and sends them here with
+GMEMFS_EXEC_CALL, issued on its copy of the caller's fd (ioctl_abi/uapi.h).
+The call runs the node's ``exec_ioctl(of, cmd, arg, caller, files)`` for the
+stopped caller thread; a model that makes a new file (dispatch's
+``UCmd.new_file``, the VM and the guest_memfd makers) asks ``files``, the
+`Installer`, which gives the object a node (its kind registered with
+`object_kind`) and a one-time name under MNT/.exec/. The supervisor opens it
+and installs that fd in the caller: the fd is a real fd on a gmemfs file
+standing for the object.
+
+An object file, like the kernel's anonymous inode file, has no name once it
+is open and cannot be opened again (a reopen, e.g. through /proc/PID/fd, is
+ENXIO). Its node goes when the last fd (or mapping) is gone, and its kind's
+``closed()`` tells the model (the file's reference on the object, and on the
+iommufd context for the iommufd kinds, are dropped there).
+
+Who may call: root, or a requester whose uid is the caller's real,
+effective, saved and filesystem uid (who may read its memory anyway, as
+ptrace would allow), and only while that thread is stopped in exactly
+``ioctl(fd, cmd, arg)`` (/proc/TID/syscall).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import platform
+import secrets
+import stat
+
+import ioctl_abi as abi
+from gmemfs import fuse_ll as F
+from gmemfs.caller import Caller, FileRef
+
+from .base import Dir, Node
+
+log = logging.getLogger("gmemfs.exec")
+
+EXEC_DIR_INO = 7
+PLACEHOLDER_FD = 0xFFFFFFFF          # in the caller's struct until the fd is installed
+PASS = object()                      # exec_ioctl: not an fd-returning form, run it as is
+NR_IOCTL = {"x86_64": 16, "aarch64": 29}.get(platform.machine())
+
+# model class -> (node class, the ioctl returns the fd, newfd flags)
+_KINDS: dict[type, tuple[type, bool, int]] = {}
+
+
+def object_kind(model_cls: type, returns_fd: bool = False, cloexec: bool = True):
+    """Register the node kind standing for objects of ``model_cls``."""
+    def register(node_cls):
+        _KINDS[model_cls] = (node_cls, returns_fd, os.O_CLOEXEC if cloexec else 0)
+        return node_cls
+    return register
+
+
+def _kind_of(obj):
+    for cls in type(obj).__mro__:
+        if cls in _KINDS:
+            return _KINDS[cls]
+    raise OSError(errno.EOPNOTSUPP, f"no file kind for {type(obj).__name__}")
+
+
+class ObjectNode(Node):
+    """A file standing for one model object (``obj``), opened once through
+    its MNT/.exec/ name."""
+
+    attr_timeout = 0.0
+
+    def __init__(self, mount, obj, uid: int, gid: int, name: str = ""):
+        super().__init__(mount, name, stat.S_IFREG | 0o600, uid=uid, gid=gid)
+        self.obj = obj
+        self.opened = False
+        self.linked = False
+
+    def open(self, of):
+        if self.opened:
+            # like an anonymous inode: no second open of the same file
+            raise OSError(errno.ENXIO, "the file of an fd-returning ioctl cannot be reopened")
+        self.opened = True
+        self.mount.exec_dir.claim(self)
+        of.direct_io = of.nonseekable = True
+        self.claimed(of)
+
+    def release(self, of):
+        try:
+            self.closed(of)
+        finally:
+            # nothing names it any more: it goes now (a FORGET for it later
+            # is ignored), whatever the kernel's dentry cache still holds
+            self.nlookup = 0
+
+    def claimed(self, of) -> None:
+        """The file was opened (it is about to be installed in the caller)."""
+
+    def closed(self, of) -> None:
+        """The last fd on the file is gone."""
+
+    def file_ref(self, readable, writable):
+        return FileRef("gmemfs-other", None, readable, writable, node=self, obj=self.obj)
+
+
+class ExecDir(Dir):
+    """MNT/.exec/: the one-time names of object files waiting to be opened
+    by the supervisor; it lists nothing (names are 120-bit random)."""
+
+    needs_host = True
+
+    def __init__(self, mount):
+        super().__init__(mount, ".exec", stat.S_IFDIR | 0o711, ino=EXEC_DIR_INO)
+        mount.exec_dir = self
+
+    def entries(self):
+        return []
+
+    def add(self, node: ObjectNode) -> str:
+        for name in [n for n, o in self.children.items() if _gone(o)]:
+            self._drop(name)
+        node.name = secrets.token_hex(15)
+        node.linked = True
+        self.mount.add(node, self)
+        return node.name
+
+    def claim(self, node: ObjectNode) -> None:
+        if self.children.get(node.name) is node:
+            del self.children[node.name]
+        node.linked = False
+
+    def _drop(self, name: str) -> None:
+        node = self.children.pop(name)
+        node.linked = False
+        self.mount.drop_if_unused(node)
+
+
+def _gone(node) -> bool:
+    return getattr(node.obj, "dead", False)
+
+
+class Installer:
+    """What a model asks for a new file (dispatch.UCmd.new_file): it returns
+    the fd number to store for now; the real one comes from the supervisor."""
+
+    def __init__(self):
+        self.pending: list[tuple[object, int | None]] = []
+
+    def new(self, obj, addr: int | None) -> int:
+        if self.pending:
+            raise OSError(errno.EINVAL, "one new fd per ioctl")
+        self.pending.append((obj, addr))
+        return PLACEHOLDER_FD
+
+
+# ------------------------------------------------------------ the call
+
+def _target_ids(tid: int):
+    """(tgid, [real, effective, saved, fs uid], [gids]) of thread ``tid``."""
+    tgid, uids, gids = None, None, None
+    with open(f"/proc/{tid}/status") as f:
+        for line in f:
+            if line.startswith("Tgid:"):
+                tgid = int(line.split()[1])
+            elif line.startswith("Uid:"):
+                uids = [int(x) for x in line.split()[1:5]]
+            elif line.startswith("Gid:"):
+                gids = [int(x) for x in line.split()[1:5]]
+    return tgid, uids, gids
+
+
+def _check_stopped_in(tid: int, fd: int, cmd: int, arg: int) -> None:
+    try:
+        with open(f"/proc/{tid}/syscall") as f:
+            fields = f.read().split()
+    except OSError as e:
+        raise OSError(errno.ESRCH, f"thread {tid}: {e.strerror}") from None
+    want = [NR_IOCTL, fd, cmd, arg]
+    try:
+        got = [int(fields[0])] + [int(x, 16) for x in fields[1:4]]
+    except (ValueError, IndexError):
+        got = None
+    if NR_IOCTL is None or got is None or [got[0], got[1] & 0xFFFFFFFF,
+                                            got[2] & 0xFFFFFFFF, got[3]] != want:
+        raise OSError(errno.EPERM, f"thread {tid} is not stopped in ioctl({fd}, {cmd:#x}, "
+                      f"{arg:#x})")
+
+
+def exec_call(mount, req, of, in_data: bytes, creds) -> None:
+    """GMEMFS_EXEC_CALL from the supervisor on its copy of the caller's fd."""
+    call = abi.from_bytes("gmemfs_exec_call", in_data)
+    req_tid, req_uid, _ = creds if creds else F.req_ctx(req)
+    tid = call.tid
+    try:
+        tgid, uids, gids = _target_ids(tid)
+    except OSError:
+        raise OSError(errno.ESRCH, f"no thread {tid}") from None
+    if req_uid != 0 and any(u != req_uid for u in uids):
+        raise OSError(errno.EPERM, f"pid {req_tid} may not act for thread {tid}")
+    _check_stopped_in(tid, call.fd, call.cmd, call.arg)
+    caller = Caller(tid, uids[3], gids[3], mount.resolve_own)
+    node = of.node
+    fn = getattr(node, "exec_ioctl", None)
+    files = Installer()
+    call.status, call.error, call.value, call.flags = abi.GMEMFS_EXEC_DONE, 0, 0, 0
+    try:
+        ret = PASS if fn is None else fn(of, call.cmd, call.arg, caller, files)
+    except OSError as e:
+        call.error = e.errno or errno.EIO
+        ret = None
+    if ret is PASS:
+        call.status = abi.GMEMFS_EXEC_PASS
+    elif not call.error:
+        call.value = (ret or 0) & ((1 << 64) - 1)
+        if files.pending:
+            obj, addr = files.pending[0]
+            node_cls, returns_fd, nflags = _kind_of(obj)
+            onode = node_cls(mount, obj, caller.uid, caller.gid)
+            token = mount.exec_dir.add(onode)
+            call.status = abi.GMEMFS_EXEC_NEWFD
+            call.newfd_flags = nflags
+            call.fd_addr = addr or 0
+            if returns_fd:
+                call.flags = abi.GMEMFS_EXEC_NEWFD_RETURN
+            call.token = list(token.encode().ljust(abi.GMEMFS_EXEC_TOKEN_LEN, b"\0"))
+    mount.log_ioctl(call.cmd, tid, call.error, "via gmemfs exec" +
+                    (" (new fd)" if call.status == abi.GMEMFS_EXEC_NEWFD else ""))
+    F.reply_ioctl(req, 0, abi.to_bytes(call))
+
+
+def install(mount) -> None:
+    mount.add(ExecDir(mount), mount.root)
