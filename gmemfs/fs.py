@@ -27,7 +27,6 @@ import ioctl_abi as abi
 from gmemfs import fuse_ll as F
 from gmemfs import nodes
 from gmemfs.nodes.base import OpenFile
-from gmemfs.nodes.exec import exec_call
 
 _EXEC_CALL = abi.GMEMFS_EXEC_CALL
 
@@ -239,8 +238,8 @@ class GmemFS:
         if node.needs_host and self._events.host_dead:
             self.mount.check_host()
         self._stats["ioctls"] += 1
-        if cmd == _EXEC_CALL:            # the gmemfs exec supervisor (nodes/exec.py)
-            exec_call(self.mount, req, of, in_data, creds)
+        if cmd == _EXEC_CALL and self.mount.exec_call is not None:    # gmemfs exec
+            self.mount.exec_call(self.mount, req, of, in_data, creds)
             return
         fn = node.ioctl
         if fn is None:

@@ -154,7 +154,7 @@ def _build_table():
         _op(_io(0x90), "iommu_viommu_alloc", 24, viommu.h_viommu_alloc),
         _op(_io(0x91), "iommu_vdevice_alloc", 24, viommu.h_vdevice_alloc),
         _op(_io(0x92), "iommu_ioas_change_process", 8, ioas.h_change_process),
-        _op(_io(0x93), "iommu_veventq_alloc", 28, viommu.h_veventq_alloc),
+        _op(_io(0x93), "iommu_veventq_alloc", 28, eventq.h_veventq_alloc),
         _op(_io(0x94), "iommu_hw_queue_alloc", 40, viommu.h_hw_queue_alloc),
         _op(_io(0xA0), "iommu_test_cmd", 68, selftest.h_test_cmd),
     ]

@@ -1,6 +1,7 @@
 """Event queues behind fd-returning ioctls (spec §6.7, §6.10): the fault
-queue (IOMMU_FAULT_QUEUE_ALLOC, FAULT object) and its selftest trigger
-(IOMMU_TEST_OP_TRIGGER_IOPF).
+queue (IOMMU_FAULT_QUEUE_ALLOC, FAULT object) with its selftest trigger
+(IOMMU_TEST_OP_TRIGGER_IOPF), and the vEVENTQ of a vIOMMU
+(IOMMU_VEVENTQ_ALLOC, VEVENTQ object).
 
 The object is the model; the file that stands for it (read/write/poll on the
 fd the kernel returns) is the FUSE adapter's, which calls `read`, `write`,
@@ -159,6 +160,115 @@ class Fault(IommufdObject):
 
     def _release_cookie(self, c: int) -> None:
         heapq.heappush(self._free, c)
+
+
+# ===========================================================================
+# vEVENTQ (spec §6.10; kernel eventq.c / driver.c)
+# ===========================================================================
+
+VEVENT_HEADER = struct.Struct("<II")        # struct iommufd_vevent_header: flags, sequence
+IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 1 << 0
+IOMMU_VEVENTQ_TYPE_DEFAULT = 0
+INT_MAX = (1 << 31) - 1
+
+
+class Veventq(IommufdObject):
+    """IOMMUFD_OBJ_VEVENTQ: the events of one type of a vIOMMU.
+
+    * An event queued when ``depth`` events are already queued is dropped;
+      instead the queue ends in one payload-less header with
+      IOMMU_VEVENTQ_FLAG_LOST_EVENTS (kept only while it is the last entry:
+      the next event that fits replaces it, and the gap in the sequence
+      numbers tells the loss).
+    * Every queued entry, the lost-events header included, takes the next
+      sequence number, 0 ... INT_MAX, then 0 again.
+    * ``read`` returns whole entries, header + payload; what does not fit
+      stays queued (the adapter checks the offset: ESPIPE).
+    * The queue holds a reference on its vIOMMU; its fd holds one on it.
+    """
+
+    kind = C.VEVENTQ
+
+    def __init__(self, viommu, vtype: int, depth: int) -> None:
+        super().__init__()
+        self.viommu = viommu.get()
+        self.type = vtype
+        self.depth = depth
+        self.deliver: deque = deque()         # [flags, sequence, data]
+        self.num_events = 0                  # queued events (the lost header not counted)
+        self.sequence = 0
+        self.lost = 0                        # events dropped, ever
+        self.on_ready = None
+
+    def report(self, data: bytes) -> None:
+        """iommufd_viommu_report_event for this queue's type."""
+        was_empty = not self.deliver
+        if self.deliver and self.deliver[-1][0] & IOMMU_VEVENTQ_FLAG_LOST_EVENTS:
+            self.deliver.pop()                # the lost header moves to the tail again
+        if self.num_events == self.depth:
+            entry = [IOMMU_VEVENTQ_FLAG_LOST_EVENTS, 0, b""]
+            self.lost += 1
+        else:
+            entry = [0, 0, bytes(data)]
+            self.num_events += 1
+        entry[1] = self.sequence
+        self.sequence = (self.sequence + 1) & INT_MAX
+        self.deliver.append(entry)
+        if was_empty and self.on_ready is not None:
+            self.on_ready()
+
+    def readable(self) -> bool:
+        return bool(self.deliver)
+
+    def read(self, count: int) -> bytes:
+        out = []
+        done = 0
+        hs = VEVENT_HEADER.size
+        while self.deliver:
+            flags, seq, data = self.deliver[0]
+            if done >= count or hs + len(data) > count - done:
+                break
+            self.deliver.popleft()
+            out.append(VEVENT_HEADER.pack(flags, seq) + data)
+            done += hs + len(data)
+            if not flags & IOMMU_VEVENTQ_FLAG_LOST_EVENTS:
+                self.num_events -= 1
+        return b"".join(out)
+
+    def destroy(self) -> None:
+        self.deliver.clear()
+        vi, self.viommu = self.viommu, None
+        if vi is not None:
+            if vi.veventqs.get(self.type) is self:
+                del vi.veventqs[self.type]
+            if not vi.dead:
+                vi.put()
+
+    def describe(self) -> dict:
+        return {"id": self.id, "type": self.type, "depth": self.depth,
+                "queued": len(self.deliver), "next_sequence": self.sequence, "lost": self.lost}
+
+
+def h_veventq_alloc(ctx, cmd, ucmd):
+    """IOMMU_VEVENTQ_ALLOC (spec §6.10; iommufd_veventq_alloc): flags,
+    __reserved or the DEFAULT type (EOPNOTSUPP), depth 0 (EINVAL), the
+    vIOMMU (ENOENT), a queue of that type on it already (EEXIST), then the
+    new fd. The vIOMMU keeps its queues by type in ``veventqs``; a driver
+    reports through Viommu.report_event."""
+    if cmd.flags or getattr(cmd, "__reserved") or cmd.type == IOMMU_VEVENTQ_TYPE_DEFAULT:
+        raise err(errno.EOPNOTSUPP, "VEVENTQ_ALLOC: flags, __reserved or type DEFAULT")
+    if not cmd.veventq_depth:
+        raise err(errno.EINVAL, "VEVENTQ_ALLOC: veventq_depth is 0")
+    viommu = ctx.lookup(cmd.viommu_id, C.VIOMMU)
+    if cmd.type in viommu.veventqs:
+        raise err(errno.EEXIST, f"vIOMMU {viommu.id} already has a vEVENTQ of type {cmd.type:#x}")
+    q = Veventq(viommu, cmd.type, cmd.veventq_depth)
+    ctx.add(q)
+    viommu.veventqs[cmd.type] = q
+    cmd.out_veventq_fd = ucmd.new_file(q, "out_veventq_fd")
+    cmd.out_veventq_id = q.id
+    ucmd.respond()
+    return 0
 
 
 # ===========================================================================

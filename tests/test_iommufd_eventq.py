@@ -222,3 +222,127 @@ def test_destroying_the_fault_answers_everything(h, iopf):
     h.files.close(iopf["ffd"])
     h.destroy(iopf["fid"])
     assert f.dead
+
+
+# ================================================================== vEVENTQ
+
+VHDR = struct.Struct("<II")
+LOST = A.IOMMU_VEVENTQ_FLAG_LOST_EVENTS
+SELFTEST_TYPE = A.IOMMU_VEVENTQ_TYPE_SELFTEST
+
+
+class FakeViommu:
+    """A stand-in VIOMMU object (the vIOMMU model is not what is tested)."""
+
+    @staticmethod
+    def add(h):
+        from iommufd_emu import context as C
+        from iommufd_emu.context import IommufdObject
+
+        class V(IommufdObject):
+            kind = C.VIOMMU
+        v = V()
+        h.ctx.add(v)
+        return v
+
+
+def veventq_alloc(h, viommu_id, vtype=SELFTEST_TYPE, depth=2, flags=0):
+    r = h.ioctl("IOMMU_VEVENTQ_ALLOC", "iommu_veventq_alloc", flags=flags, viommu_id=viommu_id,
+                type=vtype, veventq_depth=depth)
+    return r.out_veventq_id, r.out_veventq_fd
+
+
+def entries(data):
+    out, pos = [], 0
+    while pos < len(data):
+        flags, seq = VHDR.unpack_from(data, pos)
+        pos += 8
+        payload = b""
+        if not flags & LOST:
+            payload, pos = data[pos:pos + 4], pos + 4
+        out.append((flags, seq, payload))
+    return out
+
+
+def test_veventq_alloc_checks_spec_6_10(h):
+    v = FakeViommu.add(h)
+    assert E(veventq_alloc, h, v.id, flags=1) == errno.EOPNOTSUPP
+    assert E(veventq_alloc, h, v.id, vtype=0) == errno.EOPNOTSUPP     # TYPE_DEFAULT
+    assert E(veventq_alloc, h, v.id, depth=0) == errno.EINVAL
+    assert E(veventq_alloc, h, 99) == errno.ENOENT
+    qid, qfd = veventq_alloc(h, v.id)
+    assert E(veventq_alloc, h, v.id) == errno.EEXIST                  # one queue per type
+    veventq_alloc(h, v.id, vtype=SELFTEST_TYPE + 1)
+    assert E(h.destroy, v.id) == errno.EBUSY                          # the queue holds it
+    assert E(h.destroy, qid) == errno.EBUSY                           # its fd holds the queue
+    h.files.close(qfd)
+    h.destroy(qid)
+    veventq_alloc(h, v.id)                                            # the type is free again
+
+
+def test_veventq_without_exec_is_EOPNOTSUPP_naming_gmemfs_exec(h):
+    v = FakeViommu.add(h)
+    h.files = None
+    with pytest.raises(OSError) as ei:
+        veventq_alloc(h, v.id)
+    assert ei.value.errno == errno.EOPNOTSUPP and "gmemfs exec" in ei.value.strerror
+    assert not v.veventqs
+
+
+def test_veventq_sequence_and_lost_events_header_selftest_vdevice_alloc(h):
+    """The selftest's vdevice_alloc: depth 2, three events -> two events and
+    a lost-events header (its own sequence number); the next event follows
+    it in sequence."""
+    from iommufd_emu.eventq import report_vevent
+    v = FakeViommu.add(h)
+    qid, _ = veventq_alloc(h, v.id, depth=2)
+    q = h.ctx.lookup(qid)
+    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 0x99))
+    assert entries(q.read(12)) == [(0, 0, struct.pack("<I", 0x99))]
+    for _ in range(3):
+        report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 0x88))
+    got = entries(q.read(36))
+    assert got == [(0, 1, struct.pack("<I", 0x88)), (0, 2, struct.pack("<I", 0x88)),
+                   (LOST, 3, b"")]
+    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 0x88))
+    assert entries(q.read(12)) == [(0, 4, struct.pack("<I", 0x88))]
+    assert E(report_vevent, v, SELFTEST_TYPE + 5, b"xxxx") == errno.EOPNOTSUPP
+
+
+def test_veventq_lost_header_stays_last_and_is_replaced(h):
+    from iommufd_emu.eventq import report_vevent
+    v = FakeViommu.add(h)
+    qid, _ = veventq_alloc(h, v.id, depth=1)
+    q = h.ctx.lookup(qid)
+    for i in range(4):                    # 1 fits, 3 lost: one header, the last number
+        report_vevent(v, SELFTEST_TYPE, struct.pack("<I", i))
+    assert entries(q.read(100)) == [(0, 0, struct.pack("<I", 0)), (LOST, 3, b"")]
+    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 7))
+    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 8))            # lost again
+    q.read(12)                                                      # event 4 out
+    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 9))           # replaces the header
+    assert entries(q.read(100)) == [(0, 6, struct.pack("<I", 9))]
+
+
+def test_veventq_read_returns_whole_entries_only(h):
+    from iommufd_emu.eventq import report_vevent
+    v = FakeViommu.add(h)
+    qid, _ = veventq_alloc(h, v.id, depth=8)
+    q = h.ctx.lookup(qid)
+    report_vevent(v, SELFTEST_TYPE, b"abcd")
+    report_vevent(v, SELFTEST_TYPE, b"efgh")
+    assert q.read(11) == b""
+    assert len(q.read(23)) == 12
+    assert len(q.read(12)) == 12
+    assert q.read(12) == b"" and not q.readable()
+
+
+def test_veventq_sequence_wraps_at_int_max(h):
+    from iommufd_emu.eventq import report_vevent
+    v = FakeViommu.add(h)
+    qid, _ = veventq_alloc(h, v.id, depth=8)
+    q = h.ctx.lookup(qid)
+    q.sequence = (1 << 31) - 1
+    report_vevent(v, SELFTEST_TYPE, b"abcd")
+    report_vevent(v, SELFTEST_TYPE, b"efgh")
+    assert [e[1] for e in entries(q.read(24))] == [(1 << 31) - 1, 0]

@@ -21,7 +21,7 @@ KINDS = (
     vfio,       # MNT/vfio/devices/   emulated VFIO PCI devices (QEMU's edu), --vfio-devices N
     state,      # MNT/.state/         read-only views, the event log
     exec,       # MNT/.exec/          the files of fd-returning ioctls (gmemfs exec)
-    eventq,     #   the fault queue file (IOMMU_FAULT_QUEUE_ALLOC)
+    eventq,     #   the fault queue and vEVENTQ files (FAULT_QUEUE_ALLOC, VEVENTQ_ALLOC)
     access,     #   the selftest access file (IOMMU_TEST_OP_CREATE_ACCESS)
     vm,         #   VM files (KVM_CREATE_VM), their guest_memfds; MNT/.state/kvm
 )

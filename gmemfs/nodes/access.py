@@ -20,10 +20,10 @@ from .exec import ObjectNode, object_kind
 class AccessNode(ObjectNode):
     """The file of IOMMU_TEST_OP_CREATE_ACCESS."""
 
-    def claimed(self, of):
+    def _opened(self, of):
         self.obj.ctx.hold()     # the file holds the context (iommufd_ctx_get)
 
-    def closed(self, of):
+    def _closed(self, of):
         acc = self.obj
         ctx = acc.ctx
         if not acc.dead:

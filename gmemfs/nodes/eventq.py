@@ -1,5 +1,11 @@
-"""The fault queue file (node kind FaultQueueNode): what the fd of
-IOMMU_FAULT_QUEUE_ALLOC is (iommufd.md §6.7; the model: iommufd_emu/eventq.py).
+"""The event queue files (node kinds FaultQueueNode, VeventqNode): what the
+fds of IOMMU_FAULT_QUEUE_ALLOC (iommufd.md §6.7) and IOMMU_VEVENTQ_ALLOC
+(§6.10) are (the models: iommufd_emu/eventq.py).
+
+The vEVENTQ file, like the kernel's ``[iommufd-viommu-event]``, has read
+(whole ``iommufd_vevent_header`` + payload entries) and poll (POLLIN while
+something is queued; no POLLOUT) and no write (EINVAL). It holds the
+VEVENTQ object and the context like the fault queue file.
 
 Like the kernel's ``[iommufd-pgfault]`` file it is opened O_RDWR,
 non-seekable (pread/pwrite/lseek: ESPIPE from the VFS), and has read (whole
@@ -19,7 +25,7 @@ import logging
 import select
 
 from gmemfs import fuse_ll as F
-from iommufd_emu.eventq import Fault
+from iommufd_emu.eventq import Fault, Veventq
 
 from .exec import ObjectNode, object_kind
 
@@ -72,10 +78,10 @@ class FaultQueueNode(ObjectNode):
         self.waiters = PollWaiters(mount)
         obj.on_ready = self.waiters.wake
 
-    def claimed(self, of):
+    def _opened(self, of):
         self.obj.ctx.hold()     # the file holds the context (iommufd_ctx_get)
 
-    def closed(self, of):
+    def _closed(self, of):
         self.waiters.forget(of)
         fault = self.obj
         fault.on_ready = None
@@ -96,6 +102,35 @@ class FaultQueueNode(ObjectNode):
         ready = self.obj.readable()
         self.waiters.reply(req, of, ph, ready,
                            select.POLLOUT | (select.POLLIN | select.POLLRDNORM if ready else 0))
+
+
+@object_kind(Veventq)
+class VeventqNode(ObjectNode):
+    """The file of IOMMU_VEVENTQ_ALLOC."""
+
+    def __init__(self, mount, obj, uid, gid, name=""):
+        super().__init__(mount, obj, uid, gid, name)
+        self.waiters = PollWaiters(mount)
+        obj.on_ready = self.waiters.wake
+
+    def _opened(self, of):
+        self.obj.ctx.hold()     # the file holds the context (iommufd_ctx_get)
+
+    def _closed(self, of):
+        self.waiters.forget(of)
+        q = self.obj
+        q.on_ready = None
+        if not q.dead:
+            q.file_released()
+        q.ctx.unhold()
+
+    def read(self, req, of, size: int, off: int, direct: bool):
+        q = self.obj
+        F.reply_buf(req, q.read(size) if not q.dead else b"")
+
+    def poll(self, req, of, ph):
+        ready = self.obj.readable()
+        self.waiters.reply(req, of, ph, ready, select.POLLIN | select.POLLRDNORM if ready else 0)
 
 
 def install(mount) -> None:

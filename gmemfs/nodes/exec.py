@@ -16,7 +16,7 @@ standing for the object.
 An object file, like the kernel's anonymous inode file, has no name once it
 is open and cannot be opened again (a reopen, e.g. through /proc/PID/fd, is
 ENXIO). Its node goes when the last fd (or mapping) is gone, and its kind's
-``closed()`` tells the model (the file's reference on the object, and on the
+``_closed()`` tells the model (the file's reference on the object, and on the
 iommufd context for the iommufd kinds, are dropped there).
 
 Who may call: root, or a requester whose uid is the caller's real,
@@ -82,22 +82,22 @@ class ObjectNode(Node):
             # like an anonymous inode: no second open of the same file
             raise OSError(errno.ENXIO, "the file of an fd-returning ioctl cannot be reopened")
         self.opened = True
-        self.mount.exec_dir.claim(self)
+        self.mount.exec_dir._claim(self)
         of.direct_io = of.nonseekable = True
-        self.claimed(of)
+        self._opened(of)
 
     def release(self, of):
         try:
-            self.closed(of)
+            self._closed(of)
         finally:
             # nothing names it any more: it goes now (a FORGET for it later
             # is ignored), whatever the kernel's dentry cache still holds
             self.nlookup = 0
 
-    def claimed(self, of) -> None:
+    def _opened(self, of) -> None:
         """The file was opened (it is about to be installed in the caller)."""
 
-    def closed(self, of) -> None:
+    def _closed(self, of) -> None:
         """The last fd on the file is gone."""
 
     def file_ref(self, readable, writable):
@@ -117,7 +117,7 @@ class ExecDir(Dir):
     def entries(self):
         return []
 
-    def add(self, node: ObjectNode) -> str:
+    def _name(self, node: ObjectNode) -> str:
         for name in [n for n, o in self.children.items() if _gone(o)]:
             self._drop(name)
         node.name = secrets.token_hex(15)
@@ -125,7 +125,7 @@ class ExecDir(Dir):
         self.mount.add(node, self)
         return node.name
 
-    def claim(self, node: ObjectNode) -> None:
+    def _claim(self, node: ObjectNode) -> None:
         if self.children.get(node.name) is node:
             del self.children[node.name]
         node.linked = False
@@ -217,7 +217,7 @@ def exec_call(mount, req, of, in_data: bytes, creds) -> None:
             obj, addr = files.pending[0]
             node_cls, returns_fd, nflags = _kind_of(obj)
             onode = node_cls(mount, obj, caller.uid, caller.gid)
-            token = mount.exec_dir.add(onode)
+            token = mount.exec_dir._name(onode)
             call.status = abi.GMEMFS_EXEC_NEWFD
             call.newfd_flags = nflags
             call.fd_addr = addr or 0
@@ -231,3 +231,4 @@ def exec_call(mount, req, of, in_data: bytes, creds) -> None:
 
 def install(mount) -> None:
     mount.add(ExecDir(mount), mount.root)
+    mount.exec_call = exec_call

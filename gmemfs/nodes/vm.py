@@ -47,11 +47,11 @@ def _gmem_of(caller, fd: int):
 class VmNode(ObjectNode):
     """The file of KVM_CREATE_VM."""
 
-    def claimed(self, of):
+    def _opened(self, of):
         self.mount.vms.append(self.obj)
         self.obj.fd_open = True
 
-    def closed(self, of):
+    def _closed(self, of):
         vm = self.obj
         vm.fd_open = False
         _forget_vm(self.mount, vm)
@@ -111,7 +111,7 @@ class VmGmemNode(GmemNode):
         if self.opened:
             raise OSError(errno.ENXIO, "an anonymous guest_memfd cannot be reopened")
         self.opened = True
-        self.mount.exec_dir.claim(self)
+        self.mount.exec_dir._claim(self)
         super().open(of)
 
     def release(self, of):
