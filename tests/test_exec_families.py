@@ -23,7 +23,8 @@ import pytest
 
 from conftest import ROOT
 from test_exec_e2e import gexec, lines
-from test_exec_robust import children_of, hold_dir, popen_exec, release, wait_gone, wait_held
+from test_exec_robust import (_no_supervisor_left, children_of, hold_dir,  # noqa: F401
+                              popen_exec, release, wait_gone, wait_held)
 
 pytestmark = pytest.mark.e2e
 

@@ -28,10 +28,32 @@ from test_exec_e2e import gexec, lines
 pytestmark = pytest.mark.e2e
 
 
+_started: list = []
+
+
 def popen_exec(mnt, *argv, **kw):
-    return subprocess.Popen([sys.executable, "-m", "gmemfs", "exec", "--mount", str(mnt), "--",
-                             *map(str, argv)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    p = subprocess.Popen([sys.executable, "-m", "gmemfs", "exec", "--mount", str(mnt), "--",
+                          *map(str, argv)], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, **kw)
+    _started.append(p)
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _no_supervisor_left():
+    """A failing test must not leave a supervisor behind (one held by the
+    test hook would wait for its FIFO forever): kill what it started."""
+    yield
+    while _started:
+        p = _started.pop()
+        if p.poll() is None:
+            for k in children_of(p.pid):
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            p.kill()
+            p.wait()
 
 
 def wait_line(proc, prefix, timeout=30.0) -> str:
