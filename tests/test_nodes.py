@@ -132,6 +132,21 @@ def test_every_kind_defines_only_operations_the_adapter_knows(kind):
             f"{kind.__name__}.{name}{inspect.signature(fn)}"
 
 
+def test_fixed_inode_numbers_are_unique(fs):
+    """Every node the kinds install at mount time is the one its inode
+    number finds (two kinds picking the same fixed number hide each other)."""
+    seen = []
+
+    def walk(node):
+        seen.append(node)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(fs.mount.root)
+    assert len({n.ino for n in seen}) == len(seen)
+    assert all(fs.mount.inodes[n.ino] is n for n in seen)
+
+
 def test_every_kind_is_installed_and_the_adapter_names_none(fs):
     """The registry builds MNT's entries; fs.py has no isinstance and imports
     no kind module (it only finds nodes and calls their operations)."""

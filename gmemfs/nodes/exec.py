@@ -41,7 +41,7 @@ from .base import Dir, Node
 
 log = logging.getLogger("gmemfs.exec")
 
-EXEC_DIR_INO = 7
+EXEC_DIR_INO = 9
 PLACEHOLDER_FD = 0xFFFFFFFF          # in the caller's struct until the fd is installed
 PASS = object()                      # exec_ioctl: not an fd-returning form, run it as is
 NR_IOCTL = {"x86_64": 16, "aarch64": 29}.get(platform.machine())
