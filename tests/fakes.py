@@ -178,6 +178,11 @@ class FakeInstaller:
         del self.caller.fds[fd]
         self.installed.pop(fd).file_released()
 
+    def close_all(self) -> None:
+        """The process exits: its files go first (each holds the context)."""
+        for fd in list(self.installed):
+            self.close(fd)
+
 
 class FakeCaller:
     """Caller duck type: memory + fd table of one fake process."""
@@ -264,6 +269,8 @@ class IommufdHarness:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.files is not None:
+            self.files.close_all()
         self.ctx.close()
 
     def raw(self, cmd: int, data: bytes, arg: int | None = None, caller=None) -> int:

@@ -197,7 +197,8 @@ def test_pasid_fault_goes_to_the_pasid_attachment(h):
     stdev, _, dev = h.mock_domain(ioas, dev_flags=A.MOCK_FLAGS_DEVICE_PASID)
     parent = hwpt_alloc(h, dev, ioas, A.IOMMU_HWPT_ALLOC_NEST_PARENT)
     fid, _ = fault_alloc(h)
-    iopf_hwpt = hwpt_alloc(h, dev, parent, A.IOMMU_HWPT_FAULT_ID_VALID, fid, nested=True)
+    iopf_hwpt = hwpt_alloc(h, dev, parent, A.IOMMU_HWPT_FAULT_ID_VALID | A.IOMMU_HWPT_ALLOC_PASID,
+                           fid, nested=True)
     s2 = hwpt_alloc(h, dev, ioas, A.IOMMU_HWPT_ALLOC_PASID)
     h.test_cmd("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", stdev, mock_domain_replace={"pt_id": s2})
     h.test_cmd("IOMMU_TEST_OP_PASID_ATTACH", stdev, pasid_attach=dict(pasid=2048, pt_id=iopf_hwpt))
@@ -231,19 +232,30 @@ LOST = A.IOMMU_VEVENTQ_FLAG_LOST_EVENTS
 SELFTEST_TYPE = A.IOMMU_VEVENTQ_TYPE_SELFTEST
 
 
-class FakeViommu:
-    """A stand-in VIOMMU object (the vIOMMU model is not what is tested)."""
+@pytest.fixture
+def vi(h):
+    """The selftest's vdevice_alloc setup: a mock device, a nesting parent, a
+    vIOMMU with a nested HWPT on it, the device's vDEVICE (virtual ID 0x99),
+    the device attached to the nested HWPT."""
+    ioas = h.ioas_alloc()
+    stdev, _, dev = h.mock_domain(ioas)
+    parent = hwpt_alloc(h, dev, ioas, A.IOMMU_HWPT_ALLOC_NEST_PARENT)
+    v = h.ioctl("IOMMU_VIOMMU_ALLOC", "iommu_viommu_alloc", dev_id=dev, hwpt_id=parent,
+                type=A.IOMMU_VIOMMU_TYPE_SELFTEST).out_viommu_id
+    nested = hwpt_alloc(h, dev, v, nested=True)
+    vdev = h.ioctl("IOMMU_VDEVICE_ALLOC", "iommu_vdevice_alloc", viommu_id=v, dev_id=dev,
+                   virt_id=0x99).out_vdevice_id
+    h.test_cmd("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", stdev, mock_domain_replace={"pt_id": nested})
+    return dict(ioas=ioas, stdev=stdev, dev=dev, id=v, nested=nested, vdev=vdev,
+                obj=h.ctx.lookup(v))
 
-    @staticmethod
-    def add(h):
-        from iommufd_emu import context as C
-        from iommufd_emu.context import IommufdObject
 
-        class V(IommufdObject):
-            kind = C.VIOMMU
-        v = V()
-        h.ctx.add(v)
-        return v
+def trigger_vevent(h, dev):
+    return h.test_cmd("IOMMU_TEST_OP_TRIGGER_VEVENT", trigger_vevent={"dev_id": dev})
+
+
+def report(vi, payload, vtype=None):
+    vi["obj"].report_event(SELFTEST_TYPE if vtype is None else vtype, payload)
 
 
 def veventq_alloc(h, viommu_id, vtype=SELFTEST_TYPE, depth=2, flags=0):
@@ -264,12 +276,13 @@ def entries(data):
     return out
 
 
-def test_veventq_alloc_checks_spec_6_10(h):
-    v = FakeViommu.add(h)
+def test_veventq_alloc_checks_spec_6_10(h, vi):
+    v = vi["obj"]
     assert E(veventq_alloc, h, v.id, flags=1) == errno.EOPNOTSUPP
     assert E(veventq_alloc, h, v.id, vtype=0) == errno.EOPNOTSUPP     # TYPE_DEFAULT
     assert E(veventq_alloc, h, v.id, depth=0) == errno.EINVAL
     assert E(veventq_alloc, h, 99) == errno.ENOENT
+    assert E(veventq_alloc, h, vi["nested"]) == errno.ENOENT             # no vIOMMU
     qid, qfd = veventq_alloc(h, v.id)
     assert E(veventq_alloc, h, v.id) == errno.EEXIST                  # one queue per type
     veventq_alloc(h, v.id, vtype=SELFTEST_TYPE + 1)
@@ -280,8 +293,8 @@ def test_veventq_alloc_checks_spec_6_10(h):
     veventq_alloc(h, v.id)                                            # the type is free again
 
 
-def test_veventq_without_exec_is_EOPNOTSUPP_naming_gmemfs_exec(h):
-    v = FakeViommu.add(h)
+def test_veventq_without_exec_is_EOPNOTSUPP_naming_gmemfs_exec(h, vi):
+    v = vi["obj"]
     h.files = None
     with pytest.raises(OSError) as ei:
         veventq_alloc(h, v.id)
@@ -289,60 +302,72 @@ def test_veventq_without_exec_is_EOPNOTSUPP_naming_gmemfs_exec(h):
     assert not v.veventqs
 
 
-def test_veventq_sequence_and_lost_events_header_selftest_vdevice_alloc(h):
-    """The selftest's vdevice_alloc: depth 2, three events -> two events and
-    a lost-events header (its own sequence number); the next event follows
-    it in sequence."""
-    from iommufd_emu.eventq import report_vevent
-    v = FakeViommu.add(h)
-    qid, _ = veventq_alloc(h, v.id, depth=2)
+def test_veventq_sequence_and_lost_events_header_selftest_vdevice_alloc(h, vi):
+    """The selftest's vdevice_alloc: depth 2; TRIGGER_VEVENT sends the
+    device's virtual ID; three events -> two events and a lost-events header
+    (its own sequence number); the next event follows it in sequence."""
+    qid, _ = veventq_alloc(h, vi["id"], depth=2)
     q = h.ctx.lookup(qid)
-    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 0x99))
+    trigger_vevent(h, vi["dev"])
     assert entries(q.read(12)) == [(0, 0, struct.pack("<I", 0x99))]
     for _ in range(3):
-        report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 0x88))
+        report(vi, struct.pack("<I", 0x88))
     got = entries(q.read(36))
     assert got == [(0, 1, struct.pack("<I", 0x88)), (0, 2, struct.pack("<I", 0x88)),
                    (LOST, 3, b"")]
-    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 0x88))
-    assert entries(q.read(12)) == [(0, 4, struct.pack("<I", 0x88))]
-    assert E(report_vevent, v, SELFTEST_TYPE + 5, b"xxxx") == errno.EOPNOTSUPP
+    trigger_vevent(h, vi["dev"])
+    assert entries(q.read(12)) == [(0, 4, struct.pack("<I", 0x99))]
+    assert E(report, vi, b"xxxx", SELFTEST_TYPE + 5) == errno.EOPNOTSUPP
 
 
-def test_veventq_lost_header_stays_last_and_is_replaced(h):
-    from iommufd_emu.eventq import report_vevent
-    v = FakeViommu.add(h)
-    qid, _ = veventq_alloc(h, v.id, depth=1)
+def test_trigger_vevent_needs_the_vdevice_attachment_ENOENT(h, vi):
+    veventq_alloc(h, vi["id"])
+    assert E(trigger_vevent, h, 999) == errno.ENOENT
+    h.test_cmd("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", vi["stdev"],
+               mock_domain_replace={"pt_id": vi["ioas"]})
+    assert E(trigger_vevent, h, vi["dev"]) == errno.ENOENT
+
+
+def test_veventq_lost_header_stays_last_and_is_replaced(h, vi):
+    qid, _ = veventq_alloc(h, vi["id"], depth=1)
     q = h.ctx.lookup(qid)
     for i in range(4):                    # 1 fits, 3 lost: one header, the last number
-        report_vevent(v, SELFTEST_TYPE, struct.pack("<I", i))
+        report(vi, struct.pack("<I", i))
     assert entries(q.read(100)) == [(0, 0, struct.pack("<I", 0)), (LOST, 3, b"")]
-    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 7))
-    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 8))            # lost again
-    q.read(12)                                                      # event 4 out
-    report_vevent(v, SELFTEST_TYPE, struct.pack("<I", 9))           # replaces the header
+    report(vi, struct.pack("<I", 7))
+    report(vi, struct.pack("<I", 8))            # lost again
+    q.read(12)                                  # event 4 out
+    report(vi, struct.pack("<I", 9))            # replaces the header
     assert entries(q.read(100)) == [(0, 6, struct.pack("<I", 9))]
 
 
-def test_veventq_read_returns_whole_entries_only(h):
-    from iommufd_emu.eventq import report_vevent
-    v = FakeViommu.add(h)
-    qid, _ = veventq_alloc(h, v.id, depth=8)
+def test_veventq_read_returns_whole_entries_only(h, vi):
+    qid, _ = veventq_alloc(h, vi["id"], depth=8)
     q = h.ctx.lookup(qid)
-    report_vevent(v, SELFTEST_TYPE, b"abcd")
-    report_vevent(v, SELFTEST_TYPE, b"efgh")
+    report(vi, b"abcd")
+    report(vi, b"efgh")
     assert q.read(11) == b""
     assert len(q.read(23)) == 12
     assert len(q.read(12)) == 12
     assert q.read(12) == b"" and not q.readable()
 
 
-def test_veventq_sequence_wraps_at_int_max(h):
-    from iommufd_emu.eventq import report_vevent
-    v = FakeViommu.add(h)
-    qid, _ = veventq_alloc(h, v.id, depth=8)
+def test_veventq_sequence_wraps_at_int_max(h, vi):
+    qid, _ = veventq_alloc(h, vi["id"], depth=8)
     q = h.ctx.lookup(qid)
     q.sequence = (1 << 31) - 1
-    report_vevent(v, SELFTEST_TYPE, b"abcd")
-    report_vevent(v, SELFTEST_TYPE, b"efgh")
+    report(vi, b"abcd")
+    report(vi, b"efgh")
     assert [e[1] for e in entries(q.read(24))] == [(1 << 31) - 1, 0]
+
+
+def test_veventq_holds_the_viommu_and_goes_with_the_context(h, vi):
+    qid, qfd = veventq_alloc(h, vi["id"])
+    h.destroy(vi["vdev"])
+    h.test_cmd("IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE", vi["stdev"],
+               mock_domain_replace={"pt_id": vi["ioas"]})
+    h.destroy(vi["nested"])
+    assert E(h.destroy, vi["id"]) == errno.EBUSY
+    h.files.close(qfd)
+    h.destroy(qid)
+    h.destroy(vi["id"])
