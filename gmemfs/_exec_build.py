@@ -18,8 +18,10 @@ What lives here and why it is C:
   it (a filter cannot read a path); it reads the path from the target, and
   answers SECCOMP_USER_NOTIF_FLAG_CONTINUE at once when the last path
   component is not one of the names gmemfs emulates. It does the same for
-  IOMMU_TEST_CMD ioctls whose op does not return a new fd. Only the rest
-  goes up to Python. It also returns when the supervisor's signalfd is
+  IOMMU_TEST_CMD ioctls whose op does not return a new fd, and for shared
+  file mmaps (the filter sends those: it can read flags, not the file) of
+  an fd that is not this mount's MNT/iommu (pidfd_getfd + statx: device and
+  inode). Only the rest goes up to Python. It also returns when the supervisor's signalfd is
   readable or when no task uses the filter any more (POLLHUP).
 """
 import os
@@ -58,6 +60,20 @@ struct gmemfs_exec_call {
     ...;
 };
 int gx_exec_call(int fd, struct gmemfs_exec_call *call);
+#define GMEMFS_EXEC_MMAP ...
+struct gmemfs_exec_mmap {
+    uint32_t size;
+    uint32_t tid;
+    uint64_t addr;
+    uint64_t length;
+    uint32_t prot;
+    uint32_t flags;
+    uint32_t fd;
+    int32_t error;
+    uint64_t offset;
+    ...;
+};
+int gx_exec_mmap(int fd, struct gmemfs_exec_mmap *call);
 
 #define GX_NOTIFY ...
 #define GX_SIGNAL ...
@@ -66,6 +82,7 @@ int gx_exec_call(int fd, struct gmemfs_exec_call *call);
 #define GX_SYS_OPENAT ...
 #define GX_SYS_OPENAT2 ...
 #define GX_SYS_IOCTL ...
+#define GX_SYS_MMAP ...
 #define GX_PATH_MAX ...
 
 struct gx_event {
@@ -82,6 +99,7 @@ struct gx_stats {
     uint64_t received;
     uint64_t continued_open;
     uint64_t continued_ioctl;
+    uint64_t continued_mmap;
     uint64_t to_python;
 };
 
@@ -90,6 +108,7 @@ int gx_child_setup(int sock, const uint32_t *cmds, int ncmds, int force_nnp);
 int gx_recv_fd(int sock);
 int gx_next(int listener, int sigfd, const char *names, int names_len,
             uint32_t test_cmd, const uint32_t *ops, int nops,
+            uint32_t dev_major, uint32_t dev_minor, uint64_t map_ino,
             struct gx_event *ev, struct gx_stats *st);
 int gx_continue(int listener, uint64_t id);
 int gx_respond(int listener, uint64_t id, int64_t val, int32_t error);
@@ -135,7 +154,10 @@ SOURCE = r"""
 #define GX_SYS_OPENAT 2
 #define GX_SYS_OPENAT2 3
 #define GX_SYS_IOCTL 4
+#define GX_SYS_MMAP 5
 #define GX_PATH_MAX 4096
+#define GX_MAP_SHARED 0x01
+#define GX_MAP_ANONYMOUS 0x20
 
 #if defined(__x86_64__)
 #define GX_AUDIT_ARCH AUDIT_ARCH_X86_64
@@ -159,6 +181,9 @@ SOURCE = r"""
 #ifndef AT_STATX_DONT_SYNC
 #define AT_STATX_DONT_SYNC 0x4000
 #endif
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
 
 struct gx_event {
     uint64_t id;
@@ -174,6 +199,7 @@ struct gx_stats {
     uint64_t received;
     uint64_t continued_open;
     uint64_t continued_ioctl;
+    uint64_t continued_mmap;
     uint64_t to_python;
 };
 
@@ -182,25 +208,29 @@ int gx_arch_supported(void)
     return GX_AUDIT_ARCH != 0;
 }
 
-/* The filter: native-arch open/openat/openat2 and ioctl with one of `cmds`
-   (low 32 bits of the command) go to the supervisor; everything else,
+/* The filter: native-arch open/openat/openat2, ioctl with one of `cmds`
+   (low 32 bits of the command) and mmap with MAP_SHARED (or
+   MAP_SHARED_VALIDATE) of a file go to the supervisor; everything else,
    other arches (i386 compat) and x32 calls included, runs untouched. */
 static int build_filter(struct sock_filter *f, int max, const uint32_t *cmds, int ncmds)
 {
     int n = 0, i;
-    if (ncmds + 16 > max || ncmds > 200)
+    if (ncmds + 20 > max || ncmds > 200)
         return -1;
     /* jump offsets are relative to the next instruction: `n` is the index
        of the instruction being added (computed before it is stored) */
 #define INS(code, k, jt, jf) do { struct sock_filter ins_ = { (code), (jt), (jf), (k) }; \
                                   f[n] = ins_; n++; } while (0)
+    /* layout: [0-2] arch  [3] load nr  [4] openat [5] openat2 [6] open-or-nop
+               [7] ioctl? [8] mmap? [9] ALLOW
+               [10] load mmap flags [11] anonymous? [12] shared? [13] ALLOW
+               [14] load cmd, one jeq per cmd, ALLOW, NOTIFY */
+    const int ioctl_at = 14;
+    const int notify = ioctl_at + 1 + ncmds + 1;      /* index of RET USER_NOTIF */
     INS(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch), 0, 0);
     INS(BPF_JMP | BPF_JEQ | BPF_K, GX_AUDIT_ARCH, 1, 0);
     INS(BPF_RET | BPF_K, SECCOMP_RET_ALLOW, 0, 0);
     INS(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), 0, 0);
-    /* layout: [4] openat [5] openat2 [6] open-or-nop [7] ioctl?  [8] ALLOW
-               [9..] ioctl: load cmd, one jeq per cmd, ALLOW, NOTIFY */
-    int notify = 9 + 1 + ncmds + 1;            /* index of RET USER_NOTIF */
     INS(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat, notify - 5, 0);
     INS(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat2, notify - 6, 0);
 #if GX_HAS_OPEN
@@ -208,7 +238,13 @@ static int build_filter(struct sock_filter *f, int max, const uint32_t *cmds, in
 #else
     INS(BPF_JMP | BPF_JA, 0, 0, 0);
 #endif
-    INS(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 1, 0);
+    INS(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, ioctl_at - 8, 0);
+    INS(BPF_JMP | BPF_JEQ | BPF_K, __NR_mmap, 1, 0);
+    INS(BPF_RET | BPF_K, SECCOMP_RET_ALLOW, 0, 0);
+    /* mmap(addr, length, prot, flags, fd, offset): the low word of flags */
+    INS(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3]), 0, 0);
+    INS(BPF_JMP | BPF_JSET | BPF_K, GX_MAP_ANONYMOUS, 1, 0);
+    INS(BPF_JMP | BPF_JSET | BPF_K, GX_MAP_SHARED, notify - 13, 0);
     INS(BPF_RET | BPF_K, SECCOMP_RET_ALLOW, 0, 0);
     INS(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1]), 0, 0);
     for (i = 0; i < ncmds; i++)
@@ -419,11 +455,34 @@ static int sys_kind(int nr)
 #endif
     if (nr == __NR_ioctl)
         return GX_SYS_IOCTL;
+    if (nr == __NR_mmap)
+        return GX_SYS_MMAP;
     return 0;
+}
+
+/* Is fd `fd` of thread `tid` the file (dev, ino)? 0 on any failure (the
+   thread or its fd is gone: the kernel answers the call itself). */
+static int fd_is(int tid, int fd, uint32_t major, uint32_t minor, uint64_t ino)
+{
+    long pidfd = syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+    if (pidfd < 0 && errno == EINVAL)
+        pidfd = syscall(SYS_pidfd_open, tid, 0);
+    if (pidfd < 0)
+        return 0;
+    long local = syscall(SYS_pidfd_getfd, (int)pidfd, fd, 0);
+    close((int)pidfd);
+    if (local < 0)
+        return 0;
+    struct statx sx;
+    memset(&sx, 0, sizeof(sx));
+    int r = statx((int)local, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO, &sx);
+    close((int)local);
+    return r == 0 && sx.stx_dev_major == major && sx.stx_dev_minor == minor && sx.stx_ino == ino;
 }
 
 int gx_next(int listener, int sigfd, const char *names, int names_len,
             uint32_t test_cmd, const uint32_t *ops, int nops,
+            uint32_t dev_major, uint32_t dev_minor, uint64_t map_ino,
             struct gx_event *ev, struct gx_stats *st)
 {
     struct seccomp_notif req;
@@ -477,6 +536,16 @@ int gx_next(int listener, int sigfd, const char *names, int names_len,
                     gx_continue(listener, req.id);
                     continue;
                 }
+            }
+            st->to_python++;
+            return GX_NOTIFY;
+        }
+        if (kind == GX_SYS_MMAP) {
+            int fd = (int)req.data.args[4];
+            if (fd < 0 || !fd_is((int)req.pid, fd, dev_major, dev_minor, map_ino)) {
+                st->continued_mmap++;
+                gx_continue(listener, req.id);
+                continue;
             }
             st->to_python++;
             return GX_NOTIFY;
@@ -582,6 +651,12 @@ int gx_exec_call(int fd, struct gmemfs_exec_call *call)
 {
     call->size = sizeof(*call);
     return ioctl(fd, GMEMFS_EXEC_CALL, call) < 0 ? -errno : 0;
+}
+
+int gx_exec_mmap(int fd, struct gmemfs_exec_mmap *call)
+{
+    call->size = sizeof(*call);
+    return ioctl(fd, GMEMFS_EXEC_MMAP, call) < 0 ? -errno : 0;
 }
 
 int gx_pidfd_send_signal(int pidfd, int sig)

@@ -11,7 +11,8 @@ How (seccomp user notification, no ptrace):
 * The filter sends only these syscalls here (everything else never leaves
   the kernel): ``open``, ``openat``, ``openat2`` (a filter cannot read the
   path) and ``ioctl`` with one of the command numbers in `INTERCEPTED_IOCTLS`
-  (compared on the low 32 bits, as the kernel's ``unsigned int cmd``).
+  (compared on the low 32 bits, as the kernel's ``unsigned int cmd``), and
+  ``mmap`` with MAP_SHARED (or MAP_SHARED_VALIDATE) of a file.
 * Opens: the C fast path continues at once every open whose last path
   component is not an emulated name; the rest is resolved here (relative to
   the thread's cwd or dirfd, lexically normalised). ``/dev/iommu`` and
@@ -28,6 +29,11 @@ How (seccomp user notification, no ptrace):
   program's context (ioctl_abi/uapi.h); an object that needs a file comes
   back as a token, the supervisor opens MNT/.exec/<token> and installs that
   fd in the program, writing its number where the kernel would.
+* mmap: the C fast path continues every shared mmap of a file other than
+  MNT/iommu; one of MNT/iommu (a driver's region, e.g. the selftest
+  vIOMMU's pages) is checked by the server with GMEMFS_EXEC_MMAP on the
+  copy of the fd (the kernel's ENXIO/EINVAL/EPERM rules, and the mapping
+  then holds the region's owner); if it passes, the kernel maps the file.
 * TOCTOU (seccomp_unotify(2)): pointer arguments are read from the target
   first, then SECCOMP_IOCTL_NOTIF_ID_VALID is checked before acting on what
   was read (pids are reused). Nothing read is used for a security decision.
@@ -109,6 +115,10 @@ class Supervisor:
         self.ffi, self.lib = _lib()
         st = os.stat(self.mnt)
         self.dev = (os.major(st.st_dev), os.minor(st.st_dev))
+        try:                           # mmap() of this file is checked by the server
+            self.iommu_ino = os.stat(self.mnt / "iommu").st_ino
+        except OSError:
+            self.iommu_ino = 0
         names = sorted({Path(p).name for p in EMULATED_PATHS})
         self._names = self.ffi.new("char[]", b"\0".join(n.encode() for n in names) + b"\0")
         self._names_len = len(self.ffi.buffer(self._names)) - 1
@@ -116,7 +126,8 @@ class Supervisor:
         self._cmds = self.ffi.new("uint32_t[]", list(INTERCEPTED_IOCTLS))
         self.ev = self.ffi.new("struct gx_event *")
         self.stats = self.ffi.new("struct gx_stats *")
-        self.counts = {"redirected_open": 0, "exec_call": 0, "new_fd": 0, "continued": 0}
+        self.counts = {"redirected_open": 0, "exec_call": 0, "new_fd": 0, "exec_mmap": 0,
+                       "continued": 0}
         self.child = 0
         self.child_pidfd = -1
         self.status = None            # the program's wait status
@@ -182,7 +193,8 @@ class Supervisor:
         lib = self.lib
         while True:
             r = lib.gx_next(self.listener, self.sigfd, self._names, self._names_len,
-                            self.lib.IOMMU_TEST_CMD, self._ops, len(FD_TEST_OPS), self.ev, self.stats)
+                            self.lib.IOMMU_TEST_CMD, self._ops, len(FD_TEST_OPS),
+                            self.dev[0], self.dev[1], self.iommu_ino, self.ev, self.stats)
             if r == lib.GX_NOTIFY:
                 try:
                     self._notification(self.ev)
@@ -268,6 +280,8 @@ class Supervisor:
         lib = self.lib
         if ev.sys == lib.GX_SYS_IOCTL:
             self._ioctl(ev)
+        elif ev.sys == lib.GX_SYS_MMAP:
+            self._mmap(ev)
         else:
             self._open(ev)
 
@@ -325,8 +339,34 @@ class Supervisor:
         return bytes(self.ffi.buffer(buf, n))
 
     def _ioctl(self, ev) -> None:
-        lib = self.lib
         tid, fd, cmd, arg = ev.pid, _s32(ev.args[0]), ev.args[1] & 0xFFFFFFFF, ev.args[2]
+        self._on_our_fd(ev, fd, lambda local: self._exec_call(ev, local, tid, fd, cmd, arg))
+
+    def _mmap(self, ev) -> None:
+        """mmap(addr, length, prot, flags, fd, offset) of MNT/iommu: the
+        server checks it by the kernel's rules; the kernel maps it, or the
+        call fails with the server's errno."""
+        lib = self.lib
+        fd = _s32(ev.args[4])
+
+        def ask(local):
+            call = self.ffi.new("struct gmemfs_exec_mmap *")
+            call.tid, call.addr, call.length = ev.pid, ev.args[0], ev.args[1]
+            call.prot, call.flags = ev.args[2] & 0xFFFFFFFF, ev.args[3] & 0xFFFFFFFF
+            call.fd, call.offset = fd & 0xFFFFFFFF, ev.args[5]
+            self.counts["exec_mmap"] += 1
+            r = lib.gx_exec_mmap(local, call)
+            if r == -errno.ENOTTY or (r == 0 and call.error == 0):
+                self._continue(ev)             # the kernel maps the file
+            else:
+                lib.gx_respond(self.listener, ev.id, 0, -r if r < 0 else call.error)
+        self._on_our_fd(ev, fd, ask)
+
+    def _on_our_fd(self, ev, fd: int, action) -> None:
+        """``action(local copy of fd)`` if the notifying thread's ``fd`` is
+        on this mount; else the call continues (the kernel's business)."""
+        lib = self.lib
+        tid = ev.pid
         pidfd = lib.gx_pidfd_open(tid, PIDFD_THREAD)
         if pidfd == -errno.EINVAL:
             pidfd = lib.gx_pidfd_open(tid, 0)
@@ -343,7 +383,7 @@ class Supervisor:
                 if not self._ours(local):
                     self._continue(ev)         # a real device: the kernel's business
                     return
-                self._exec_call(ev, local, tid, fd, cmd, arg)
+                action(local)
             finally:
                 os.close(local)
         finally:
@@ -496,7 +536,8 @@ def run(args) -> int:
             return e.args[1] if len(e.args) > 1 else 125
         status = sup.serve()
         log.debug("gmemfs exec: %s; fast path %d of %d notifications",
-                  sup.counts, sup.stats.continued_open + sup.stats.continued_ioctl,
+                  sup.counts, sup.stats.continued_open + sup.stats.continued_ioctl
+                  + sup.stats.continued_mmap,
                   sup.stats.received)
     except KeyboardInterrupt:
         return 130

@@ -1203,3 +1203,24 @@ struct gmemfs_exec_call {
 	uint64_t fd_addr;		/* out: NEWFD: caller address of the fd (u32), or 0 */
 	uint8_t token[32];		/* out: NEWFD: NUL-terminated name under MNT/.exec/ */
 };
+
+/* mmap() of an iommufd fd (a driver's region, e.g. the selftest vIOMMU's  */
+/* pages) never reaches a FUSE server. The supervisor intercepts shared    */
+/* file mmaps of MNT/iommu fds and issues GMEMFS_EXEC_MMAP on its copy of  */
+/* the fd: the server checks the mapping by the kernel's rules for thread  */
+/* `tid`, stopped in exactly mmap(addr, length, prot, flags, fd, offset),  */
+/* and answers `error` 0 (let the kernel map the file; its pages are the   */
+/* region's, the mapping holds the region's owner) or a positive errno.    */
+#define GMEMFS_EXEC_MMAP 0xC0304702
+
+struct gmemfs_exec_mmap {
+	uint32_t size;			/* sizeof(struct gmemfs_exec_mmap) */
+	uint32_t tid;			/* in: the thread stopped in mmap() */
+	uint64_t addr;			/* in: mmap()'s arguments */
+	uint64_t length;
+	uint32_t prot;
+	uint32_t flags;
+	uint32_t fd;
+	int32_t error;			/* out: 0 or a positive errno */
+	uint64_t offset;		/* in */
+};

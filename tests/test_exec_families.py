@@ -100,6 +100,63 @@ def test_fault_queue_from_a_python_program(mount):
                                         f"read20 {errno.ESPIPE}", "destroyed"]
 
 
+# ------------------------------------------------ vIOMMU: vEVENTQ, mmap
+
+def test_veventq_and_viommu_mmap_from_a_c_program(mount, cc):
+    exe = cc("exec_viommu.c")
+    r = gexec(mount.path, exe)
+    assert r.returncode == 0, r.stderr + mount.log_text()[-3000:]
+    got = lines(r.stdout)
+    assert got["viommu"] == "0" and got["out_data"] == "0xbeef length 8192 offset_aligned 1"
+    expect = {
+        # eventq.c: depth 0 EINVAL, type DEFAULT EOPNOTSUPP, no vIOMMU ENOENT,
+        # one queue per type EEXIST; the fd is O_CLOEXEC
+        "veventq_depth0": "EINVAL", "veventq_default_type": "EOPNOTSUPP",
+        "veventq_no_viommu": "ENOENT", "veventq": "0", "veventq_fd_cloexec": "1",
+        "veventq_again": "EEXIST", "vdevice": "0", "nested": "0", "replace": "0",
+        "poll_empty": "0", "read_empty": "0",
+        "poll_ready": "1 0x1",
+        # whole entries only: 11 bytes hold no header + payload
+        "read_short": "0",
+        # header {flags, sequence} + struct iommu_viommu_event_selftest {virt_id}
+        "read_one": "12 0/0/0x99",
+        # depth 2: the third event is lost; the lost-events header has its own number
+        "read_overflow": "32 0/1/0x99 0/2/0x99 0x1/3",
+        "read_after": "12 0/4/0x99",
+        "destroy_viommu_queue_holds": "EBUSY",
+        # main.c mmap: exactly the region (ENXIO), not exec (EPERM)
+        "viommu2": "0", "mmap_past_start": "ENXIO", "mmap_past_end": "ENXIO",
+        "mmap_half": "ENXIO", "mmap_double": "ENXIO", "mmap_offset0": "ENXIO",
+        "mmap_exec": "EPERM", "mmap_validate": "mapped",
+        # deviation: only shared mmaps are intercepted; the kernel's EINVAL for a
+        # private one is not given (its pages are no region's: a touch is SIGBUS)
+        "mmap_private": "mapped",
+        "mmap": "0", "word": "0xcafe second_page 0", "word1": "0x1234",
+        # a mapping holds its owner (vm_ops open/close)
+        "destroy_viommu2_mapped": "EBUSY", "destroy_viommu2_unmapped": "0",
+        "memfd_map": "memfd",
+        "destroy_veventq": "0", "destroy_nested": "0", "destroy_vdevice": "0",
+        "destroy_viommu": "0",
+    }
+    assert {k: got.get(k) for k in expect} == expect
+    assert not [k for k in got if k.startswith("trigger_")]
+    assert mount.contexts() == 0
+
+
+def test_plain_mount_maps_no_vIOMMU_region(mount, cc):
+    """Without gmemfs exec nobody checks an mmap of MNT/iommu (FUSE has no
+    mmap request): the mapping is made, but its pages are no region's and
+    the first touch is SIGBUS, never another context's or stale data."""
+    exe = cc("exec_viommu.c")
+    import subprocess
+    r = subprocess.run([str(exe), "plain", str(mount.path / "iommu")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == -signal.SIGBUS, r.stdout + r.stderr
+    got = lines(r.stdout)
+    assert got["viommu"] == "0" and got["plain_mmap"] == "0"
+    assert "plain_word" not in got
+
+
 # ----------------------------------------------------------- access objects
 
 def test_access_objects_from_a_c_program(mount, cc):

@@ -21,7 +21,7 @@ from gmemfs.nodes.base import Dir, Node, OpenFile
 # every operation and hook of base.Node, with the number of parameters (self
 # included) the adapter calls it with
 SIGNATURES = {"lookup": 2, "entries": 1, "create": 5, "unlink": 2, "setattr": 5,
-              "open": 2, "read": 6, "write": 6, "ioctl": 9, "exec_ioctl": 6, "poll": 4,
+              "open": 2, "read": 6, "write": 6, "ioctl": 9, "exec_ioctl": 6, "exec_mmap": 8, "poll": 4,
               "fallocate": 6,
               "fsync": 4, "release": 2, "attr": 1, "evict": 1, "file_ref": 3}
 

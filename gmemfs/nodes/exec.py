@@ -45,6 +45,7 @@ EXEC_DIR_INO = 9
 PLACEHOLDER_FD = 0xFFFFFFFF          # in the caller's struct until the fd is installed
 PASS = object()                      # exec_ioctl: not an fd-returning form, run it as is
 NR_IOCTL = {"x86_64": 16, "aarch64": 29}.get(platform.machine())
+NR_MMAP = {"x86_64": 9, "aarch64": 222}.get(platform.machine())
 
 # model class -> (node class, the ioctl returns the fd, newfd flags)
 _KINDS: dict[type, tuple[type, bool, int]] = {}
@@ -170,35 +171,47 @@ def _target_ids(tid: int):
     return tgid, uids, gids
 
 
-def _check_stopped_in(tid: int, fd: int, cmd: int, arg: int) -> None:
+def _check_stopped_in(tid: int, nr, args, what: str) -> None:
+    """Thread ``tid`` is stopped in syscall ``nr`` with exactly ``args``
+    (32-bit ones compared on their low 32 bits), per /proc/TID/syscall."""
     try:
         with open(f"/proc/{tid}/syscall") as f:
             fields = f.read().split()
     except OSError as e:
         raise OSError(errno.ESRCH, f"thread {tid}: {e.strerror}") from None
-    want = [NR_IOCTL, fd, cmd, arg]
     try:
-        got = [int(fields[0])] + [int(x, 16) for x in fields[1:4]]
+        got = [int(fields[0])] + [int(x, 16) for x in fields[1:1 + len(args)]]
     except (ValueError, IndexError):
         got = None
-    if NR_IOCTL is None or got is None or [got[0], got[1] & 0xFFFFFFFF,
-                                            got[2] & 0xFFFFFFFF, got[3]] != want:
-        raise OSError(errno.EPERM, f"thread {tid} is not stopped in ioctl({fd}, {cmd:#x}, "
-                      f"{arg:#x})")
+    ok = nr is not None and got is not None and len(got) == len(args) + 1 and got[0] == nr
+    if ok:
+        for have, (want, bits) in zip(got[1:], args):
+            if have & ((1 << bits) - 1) != want:
+                ok = False
+    if not ok:
+        raise OSError(errno.EPERM, f"thread {tid} is not stopped in {what}")
 
 
-def exec_call(mount, req, of, in_data: bytes, creds) -> None:
-    """GMEMFS_EXEC_CALL from the supervisor on its copy of the caller's fd."""
-    call = abi.from_bytes("gmemfs_exec_call", in_data)
+def _target(req, creds, tid: int):
+    """The credentials of thread ``tid`` if the requester may act for it:
+    root, or the thread's own real, effective, saved and fs uid."""
     req_tid, req_uid, _ = creds if creds else F.req_ctx(req)
-    tid = call.tid
     try:
         tgid, uids, gids = _target_ids(tid)
     except OSError:
         raise OSError(errno.ESRCH, f"no thread {tid}") from None
     if req_uid != 0 and any(u != req_uid for u in uids):
         raise OSError(errno.EPERM, f"pid {req_tid} may not act for thread {tid}")
-    _check_stopped_in(tid, call.fd, call.cmd, call.arg)
+    return tgid, uids, gids
+
+
+def exec_call(mount, req, of, in_data: bytes, creds) -> None:
+    """GMEMFS_EXEC_CALL from the supervisor on its copy of the caller's fd."""
+    call = abi.from_bytes("gmemfs_exec_call", in_data)
+    tid = call.tid
+    _, uids, gids = _target(req, creds, tid)
+    _check_stopped_in(tid, NR_IOCTL, [(call.fd, 32), (call.cmd, 32), (call.arg, 64)],
+                      f"ioctl({call.fd}, {call.cmd:#x}, {call.arg:#x})")
     caller = Caller(tid, uids[3], gids[3], mount.resolve_own)
     node = of.node
     fn = getattr(node, "exec_ioctl", None)
@@ -229,6 +242,31 @@ def exec_call(mount, req, of, in_data: bytes, creds) -> None:
     F.reply_ioctl(req, 0, abi.to_bytes(call))
 
 
+def exec_mmap(mount, req, of, in_data: bytes, creds) -> None:
+    """GMEMFS_EXEC_MMAP from the supervisor on its copy of the caller's fd:
+    the node's ``exec_mmap`` checks the mapping (raises the kernel's errno)
+    and records it; 0 lets the kernel map the file."""
+    call = abi.from_bytes("gmemfs_exec_mmap", in_data)
+    tid = call.tid
+    tgid, uids, gids = _target(req, creds, tid)
+    _check_stopped_in(tid, NR_MMAP, [(call.addr, 64), (call.length, 64), (call.prot, 32),
+                                     (call.flags, 32), (call.fd, 32), (call.offset, 64)],
+                      f"mmap(.., {call.length:#x}, {call.prot:#x}, {call.flags:#x}, "
+                      f"{call.fd}, {call.offset:#x})")
+    fn = of.node.exec_mmap
+    call.error = 0
+    if fn is not None:
+        caller = Caller(tid, uids[3], gids[3], mount.resolve_own)
+        try:
+            fn(of, call.offset, call.length, call.prot, call.flags, caller, tgid)
+        except OSError as e:
+            call.error = e.errno or errno.EIO
+    log.debug("exec mmap pid %d offset %#x length %#x -> %s", tid, call.offset, call.length,
+              errno.errorcode.get(call.error, call.error) if call.error else "mapped")
+    F.reply_ioctl(req, 0, abi.to_bytes(call))
+
+
 def install(mount) -> None:
     mount.add(ExecDir(mount), mount.root)
     mount.exec_call = exec_call
+    mount.exec_mmap = exec_mmap
