@@ -12,7 +12,10 @@ same operations are compared within this run:
   continued by the supervisor's C fast path;
 * ``open_dev`` vs ``open_mnt``: openat("/dev/iommu") redirected to MNT/iommu
   under exec, against openat("MNT/iommu") without exec (the same FUSE open);
-* ``ioas_pair``: IOMMU_IOAS_ALLOC + IOMMU_DESTROY (not intercepted).
+* ``ioas_pair``: IOMMU_IOAS_ALLOC + IOMMU_DESTROY (not intercepted);
+* ``test_cmd``: an IOMMU_TEST_CMD the filter passes to the supervisor (it
+  matches the command number), continued by the C fast path after reading
+  the op (SET_TEMP_MEMORY_LIMIT, which returns no fd).
 
 With ``--cpu N`` everything (server, supervisor, client) runs on CPU N,
 otherwise unpinned. Ratios, never a time, are the result; the bench fails
@@ -71,6 +74,7 @@ def main() -> int:
                   f"ratio={b / a:.3f}")
         row("getpid (not intercepted)", med["plain"]["getpid"], med["exec"]["getpid"])
         row("ioas_pair (not intercepted)", med["plain"]["ioas_pair"], med["exec"]["ioas_pair"])
+        row("test_cmd (intercepted, continued)", med["plain"]["test_cmd"], med["exec"]["test_cmd"])
         row("open_null (intercepted, continued)", med["plain"]["open_null"],
             med["exec"]["open_null"])
         if "open_dev" not in med["exec"]:

@@ -11,6 +11,9 @@
  *                 (only meaningful under gmemfs exec; else it fails and is skipped)
  *   open_mnt      openat("MNT/iommu") + close: the same FUSE open, not redirected
  *   ioas_pair     IOMMU_IOAS_ALLOC + IOMMU_DESTROY on an MNT/iommu fd: not intercepted
+ *   test_cmd      IOMMU_TEST_CMD SET_TEMP_MEMORY_LIMIT: intercepted (the filter
+ *                 matches every IOMMU_TEST_CMD), continued by the C fast path
+ *                 once it has read the op from the caller's memory
  *
  * Prints the median and p90 per operation and "RESULT op=NAME median_ns=.. p90_ns=.."
  * lines for the script.
@@ -70,6 +73,17 @@ static int op_ioas_pair(void)
 	return ioctl(iommufd, IOMMU_DESTROY, &d);
 }
 
+static uint32_t test_ioas;
+
+static int op_test_cmd(void)
+{
+	struct iommu_test_cmd c = {
+		.size = sizeof(c), .op = IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+		.id = test_ioas, .memory_limit = { .limit = 65536 },
+	};
+	return ioctl(iommufd, IOMMU_TEST_CMD, &c);
+}
+
 static void bench(const char *name, int (*op)(void))
 {
 	uint32_t *s = malloc(sizeof(*s) * (size_t)n_ops);
@@ -120,5 +134,12 @@ int main(int argc, char **argv)
 	bench("open_dev", op_open_dev);
 	bench("open_mnt", op_open_mnt);
 	bench("ioas_pair", op_ioas_pair);
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	if (ioctl(iommufd, IOMMU_IOAS_ALLOC, &a)) {
+		perror("IOMMU_IOAS_ALLOC");
+		return 1;
+	}
+	test_ioas = a.out_ioas_id;
+	bench("test_cmd", op_test_cmd);
 	return 0;
 }
