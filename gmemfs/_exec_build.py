@@ -30,6 +30,27 @@ from cffi import FFI
 
 ffibuilder = FFI()
 
+# what C and Python share, in both the cdef and the source
+GX_STRUCTS = r"""
+struct gx_event {
+    uint64_t id;
+    uint32_t pid;
+    int32_t sys;
+    uint64_t args[6];
+    int32_t path_len;
+    uint32_t op;
+    char path[4096];
+};
+
+struct gx_stats {
+    uint64_t received;
+    uint64_t continued_open;
+    uint64_t continued_ioctl;
+    uint64_t continued_mmap;
+    uint64_t to_python;
+};
+"""
+
 CDEF = r"""
 /* from ioctl_abi/uapi.h (compiled in: the supervisor does not parse it) */
 #define IOMMU_FAULT_QUEUE_ALLOC ...
@@ -85,23 +106,7 @@ int gx_exec_mmap(int fd, struct gmemfs_exec_mmap *call);
 #define GX_SYS_MMAP ...
 #define GX_PATH_MAX ...
 
-struct gx_event {
-    uint64_t id;
-    uint32_t pid;
-    int32_t sys;
-    uint64_t args[6];
-    int32_t path_len;
-    uint32_t op;
-    char path[4096];
-};
-
-struct gx_stats {
-    uint64_t received;
-    uint64_t continued_open;
-    uint64_t continued_ioctl;
-    uint64_t continued_mmap;
-    uint64_t to_python;
-};
+@GX_STRUCTS@
 
 int gx_arch_supported(void);
 int gx_child_setup(int sock, const uint32_t *cmds, int ncmds, int force_nnp);
@@ -119,10 +124,6 @@ int gx_signalfd(const int *signals, int n);
 int gx_read_signal(int sfd, uint32_t *signo, int32_t *code, uint32_t *pid);
 int gx_set_subreaper(void);
 int gx_set_pdeathsig(int sig);
-int64_t gx_vm_read(int pid, uint64_t addr, void *buf, size_t len);
-int64_t gx_vm_write(int pid, uint64_t addr, const void *buf, size_t len);
-int gx_pidfd_open(int pid, unsigned flags);
-int gx_pidfd_getfd(int pidfd, int fd);
 int gx_pidfd_send_signal(int pidfd, int sig);
 """
 
@@ -185,23 +186,7 @@ SOURCE = r"""
 #define PIDFD_THREAD O_EXCL
 #endif
 
-struct gx_event {
-    uint64_t id;
-    uint32_t pid;
-    int32_t sys;
-    uint64_t args[6];
-    int32_t path_len;
-    uint32_t op;
-    char path[4096];
-};
-
-struct gx_stats {
-    uint64_t received;
-    uint64_t continued_open;
-    uint64_t continued_ioctl;
-    uint64_t continued_mmap;
-    uint64_t to_python;
-};
+@GX_STRUCTS@
 
 int gx_arch_supported(void)
 {
@@ -616,37 +601,6 @@ int gx_set_pdeathsig(int sig)
     return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) < 0 ? -errno : 0;
 }
 
-int64_t gx_vm_read(int pid, uint64_t addr, void *buf, size_t len)
-{
-    if (len == 0)
-        return 0;
-    int64_t n = vm_read(pid, addr, buf, len);
-    return n < 0 ? n : ((size_t)n == len ? n : -EFAULT);
-}
-
-int64_t gx_vm_write(int pid, uint64_t addr, const void *buf, size_t len)
-{
-    if (len == 0)
-        return 0;
-    struct iovec local = { (void *)buf, len }, remote = { (void *)(uintptr_t)addr, len };
-    ssize_t n = process_vm_writev(pid, &local, 1, &remote, 1, 0);
-    if (n < 0)
-        return -errno;
-    return (size_t)n == len ? n : -EFAULT;
-}
-
-int gx_pidfd_open(int pid, unsigned flags)
-{
-    long r = syscall(SYS_pidfd_open, pid, flags);
-    return r < 0 ? -errno : (int)r;
-}
-
-int gx_pidfd_getfd(int pidfd, int fd)
-{
-    long r = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-    return r < 0 ? -errno : (int)r;
-}
-
 int gx_exec_call(int fd, struct gmemfs_exec_call *call)
 {
     call->size = sizeof(*call);
@@ -666,6 +620,8 @@ int gx_pidfd_send_signal(int pidfd, int sig)
 }
 """
 
+CDEF = CDEF.replace("@GX_STRUCTS@", GX_STRUCTS)
+SOURCE = SOURCE.replace("@GX_STRUCTS@", GX_STRUCTS)
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "gmemfs._exec_ll",

@@ -113,6 +113,9 @@ class Supervisor:
         self.mnt = Path(mnt)
         self.argv = argv
         self.ffi, self.lib = _lib()
+        # caller memory and pidfds: the helpers the server uses (gmemfs/_fuse_build.py)
+        from gmemfs._fuse_ll import ffi as fffi, lib as flib
+        self.fffi, self.flib = fffi, flib
         st = os.stat(self.mnt)
         self.dev = (os.major(st.st_dev), os.minor(st.st_dev))
         try:                           # mmap() of this file is checked by the server
@@ -170,7 +173,7 @@ class Supervisor:
         self.child = pid
         child_sock.close()
         os.close(err_w)
-        self.child_pidfd = lib.gx_pidfd_open(pid, 0)
+        self.child_pidfd = self.flib.gmemfs_pidfd_open(pid, 0)
         lfd = lib.gx_recv_fd(parent_sock.fileno())
         parent_sock.close()
         msg = os.read(err_r, 64).decode()   # EOF: exec happened (the pipe is O_CLOEXEC)
@@ -333,10 +336,10 @@ class Supervisor:
             log.debug("pid %d: open %s: the call is gone (%s)", tid, target, os.strerror(-r))
 
     def _read(self, tid: int, addr: int, n: int):
-        buf = self.ffi.new("char[]", n)
-        if self.lib.gx_vm_read(tid, addr, buf, n) != n:
+        buf = self.fffi.new("char[]", n)
+        if self.flib.gmemfs_vm_read(tid, addr, buf, n) != n:
             return None
-        return bytes(self.ffi.buffer(buf, n))
+        return bytes(self.fffi.buffer(buf, n))
 
     def _ioctl(self, ev) -> None:
         tid, fd, cmd, arg = ev.pid, _s32(ev.args[0]), ev.args[1] & 0xFFFFFFFF, ev.args[2]
@@ -367,15 +370,15 @@ class Supervisor:
         on this mount; else the call continues (the kernel's business)."""
         lib = self.lib
         tid = ev.pid
-        pidfd = lib.gx_pidfd_open(tid, PIDFD_THREAD)
+        pidfd = self.flib.gmemfs_pidfd_open(tid, PIDFD_THREAD)
         if pidfd == -errno.EINVAL:
-            pidfd = lib.gx_pidfd_open(tid, 0)
+            pidfd = self.flib.gmemfs_pidfd_open(tid, 0)
         if pidfd < 0:
             return                              # the thread is gone, and its call with it
         try:
             if not self._valid(ev):             # the pidfd is the notifying thread's
                 return
-            local = lib.gx_pidfd_getfd(pidfd, fd) if fd >= 0 else -errno.EBADF
+            local = self.flib.gmemfs_pidfd_getfd(pidfd, fd) if fd >= 0 else -errno.EBADF
             if local < 0:
                 self._continue(ev)             # the kernel answers EBADF itself
                 return
@@ -442,7 +445,7 @@ class Supervisor:
         err = 0
         if out.fd_addr:
             data = n.to_bytes(4, "little")
-            if lib.gx_vm_write(tid, out.fd_addr, data, 4) != 4:
+            if self.flib.gmemfs_vm_write(tid, out.fd_addr, data, 4) != 4:
                 err = errno.EFAULT
         lib.gx_respond(self.listener, ev.id, n if returns_fd else _as_long(out.value), err)
 

@@ -69,44 +69,10 @@ class PollWaiters:
             F.lib.fuse_pollhandle_destroy(ph)
 
 
-@object_kind(Fault)
-class FaultQueueNode(ObjectNode):
-    """The file of IOMMU_FAULT_QUEUE_ALLOC."""
-
-    def __init__(self, mount, obj, uid, gid, name=""):
-        super().__init__(mount, obj, uid, gid, name)
-        self.waiters = PollWaiters(mount)
-        obj.on_ready = self.waiters.wake
-
-    def _opened(self, of):
-        self.obj.ctx.hold()     # the file holds the context (iommufd_ctx_get)
-
-    def _closed(self, of):
-        self.waiters.forget(of)
-        fault = self.obj
-        fault.on_ready = None
-        if not fault.dead:
-            fault.file_released()
-        fault.ctx.unhold()
-
-    def read(self, req, of, size: int, off: int, direct: bool):
-        fault = self.obj
-        if size >= _FUSE_MAX_READ:
-            size -= size % 40             # a piece of a larger read(2)
-        F.reply_buf(req, fault.read(size) if not fault.dead else b"")
-
-    def write(self, req, of, buf, off: int, writepage: bool):
-        F.reply_write(req, self.obj.write(bytes(buf)))
-
-    def poll(self, req, of, ph):
-        ready = self.obj.readable()
-        self.waiters.reply(req, of, ph, ready,
-                           select.POLLOUT | (select.POLLIN | select.POLLRDNORM if ready else 0))
-
-
-@object_kind(Veventq)
-class VeventqNode(ObjectNode):
-    """The file of IOMMU_VEVENTQ_ALLOC."""
+class QueueNode(ObjectNode):
+    """The file of an event queue object (``obj``: read, readable, on_ready):
+    it holds the iommufd context while open, and wakes its pollers when the
+    queue becomes readable."""
 
     def __init__(self, mount, obj, uid, gid, name=""):
         super().__init__(mount, obj, uid, gid, name)
@@ -124,9 +90,35 @@ class VeventqNode(ObjectNode):
             q.file_released()
         q.ctx.unhold()
 
-    def read(self, req, of, size: int, off: int, direct: bool):
+    def _read(self, req, size: int):
         q = self.obj
         F.reply_buf(req, q.read(size) if not q.dead else b"")
+
+
+@object_kind(Fault)
+class FaultQueueNode(QueueNode):
+    """The file of IOMMU_FAULT_QUEUE_ALLOC."""
+
+    def read(self, req, of, size: int, off: int, direct: bool):
+        if size >= _FUSE_MAX_READ:
+            size -= size % 40             # a piece of a larger read(2)
+        self._read(req, size)
+
+    def write(self, req, of, buf, off: int, writepage: bool):
+        F.reply_write(req, self.obj.write(bytes(buf)))
+
+    def poll(self, req, of, ph):
+        ready = self.obj.readable()
+        self.waiters.reply(req, of, ph, ready,
+                           select.POLLOUT | (select.POLLIN | select.POLLRDNORM if ready else 0))
+
+
+@object_kind(Veventq)
+class VeventqNode(QueueNode):
+    """The file of IOMMU_VEVENTQ_ALLOC."""
+
+    def read(self, req, of, size: int, off: int, direct: bool):
+        self._read(req, size)
 
     def poll(self, req, of, ph):
         ready = self.obj.readable()
