@@ -213,28 +213,6 @@ def _private_file_runs(pid, s, e, lo, off, key):
         else:
             runs.append((ps, pe, k, base))
     return runs
-def mappings(pid: int) -> list[tuple[int, int, str, int, int, int]]:
-    """The VMAs of ``pid``: (start, end, perms, file offset, st_dev, inode);
-    inode 0 for anonymous private memory. [] if the process is gone."""
-    out = []
-    try:
-        with open(f"/proc/{pid}/maps") as f:
-            for line in f:
-                parts = line.split(None, 5)
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                major, minor = (int(x, 16) for x in parts[3].split(":"))
-                out.append((lo, hi, parts[1], int(parts[2], 16), os.makedev(major, minor),
-                            int(parts[4])))
-    except OSError:
-        pass
-    return out
-
-
-def _shared_vma_identities(maps):
-    """`mappings` reduced to what pages.py compares: shared file / shared
-    memory VMAs keep (dev, inode); everything else is anonymous."""
-    return [(lo, hi, off, dev, ino if perms[3:4] == "s" else 0)
-            for lo, hi, perms, off, dev, ino in maps]
 
 
 class ProcessMemory:
@@ -298,8 +276,6 @@ class ProcessMemory:
             if e.errno == errno.EFAULT:
                 raise
             raise OSError(errno.EFAULT, f"cannot read the mappings of pid {self.pid}") from e
-    def mappings(self):
-        return _shared_vma_identities(mappings(self.pid))
 
     def pin_shared(self, addr: int, size: int) -> list:
         """What a long-term pin of [addr, addr+size) keeps alive beyond the
@@ -309,8 +285,12 @@ class ProcessMemory:
         it: the range then stays reachable only while the process maps it)."""
         out = []
         end = addr + size
-        for lo, hi, perms, off, _dev, ino in mappings(self.pid):
-            if hi <= addr or lo >= end or not ino or perms[3:4] != "s":
+        try:
+            vmas = _maps_vmas(self.pid, addr, end)
+        except OSError:
+            return out
+        for lo, hi, perms, off, _dev, ino in vmas:
+            if not ino or perms[3:4] != "s":
                 continue
             writable = perms[1:2] == "w"
             try:
@@ -483,8 +463,6 @@ class Caller:
             os.close(local)
             raise
 
-    def mappings(self):
-        return _shared_vma_identities(mappings(self.pid))
 
 
 def _host_ref(local: int, readable: bool, writable: bool) -> FileRef:

@@ -33,7 +33,7 @@ import errno
 from . import context as C
 from .context import IommufdObject
 from .errors import err
-from .pages import PAGE_SIZE, ULONG_MAX
+from .pages import PAGE_SIZE, ULONG_MAX, runs_of, same_memory
 
 MOCK_FLAGS_ACCESS_WRITE = 1 << 0
 MOCK_FLAGS_ACCESS_SYZ = 1 << 16
@@ -186,15 +186,28 @@ class Access(IommufdObject):
     @staticmethod
     def pinned_pages_match(holds, iova: int, caller, uptr: int) -> bool:
         """Are the pinned pages the pages backing the caller's ``uptr``
-        (the selftest's check_pages)?"""
-        from .pages import user_page_identity
+        (the selftest's check_pages)? The same comparison as MD_CHECK_MAP's
+        (pages.runs_of / same_memory); unmapped memory matches nothing."""
         addr = uptr - (iova % PAGE_SIZE)
-        cache: dict = {}
-        for a, first, end in holds:
-            for page in range(first, end):
-                if a.pages.page_identity(page, cache) != user_page_identity(caller, addr, cache):
-                    return False
-                addr += PAGE_SIZE
+        mm = ("mm", caller.pid)
+        mem = None
+        try:
+            for a, first, end in holds:
+                n = (end - first) * PAGE_SIZE
+                key, src = a.pages.backing(first * PAGE_SIZE)
+                if key != mm or src != addr:
+                    if mem is None:
+                        mem = caller.memory()
+                    try:
+                        mine = mem.backing(addr, n)
+                    except OSError:
+                        return False
+                    if not same_memory(runs_of(a.pages, first * PAGE_SIZE, n), mine, addr):
+                        return False
+                addr += n
+        finally:
+            if mem is not None:
+                mem.close()
         return True
 
     # ------------------------------------------------------------------ rw

@@ -168,12 +168,6 @@ class Pages:
         """(backing key, absolute source address) of pages byte ``byte``."""
         return (self.backing_key, self.start + byte)
 
-    def page_identity(self, page: int, cache=None):
-        """What physically backs page ``page`` of this object, comparable
-        with `user_page_identity` (the selftest's "same struct page")."""
-        key, addr = self.backing(page * PAGE_SIZE)
-        return (key[0], key[1], addr)
-
     # --- pinning ------------------------------------------------------------
     def check_pinnable(self, first: int, end: int) -> None:
         """Raise the pin-time error for pages [first, end) (page indices)."""
@@ -288,9 +282,6 @@ class UserPages(Pages):
         for a in range(addr, addr + size, PAGE_SIZE):
             self.mem.read(a, 1)
 
-    def page_identity(self, page, cache=None):
-        return _va_identity(self.mem, self.start + page * PAGE_SIZE, cache)
-
     def read(self, byte, n):
         if not self.held_files:
             return self.mem.read(self.start + byte, n)
@@ -354,12 +345,6 @@ class FilePages(Pages):
         if self.start + end * PAGE_SIZE > _page_up(self.ref.size()):
             raise err(errno.EINVAL, "file range extends past EOF at pin time")
 
-    def page_identity(self, page, cache=None):
-        off = self.start + page * PAGE_SIZE
-        if self.gmem is not None:
-            return ("gmem", id(self.gmem), off)
-        return ("file", getattr(self.ref, "identity", None) or self.backing_key[1], off)
-
     def _backing_pin(self, first, end, pin):
         if self.gmem_pins and not self.gmem.closed:
             off, n = self.start + first * PAGE_SIZE, (end - first) * PAGE_SIZE
@@ -395,28 +380,31 @@ def _page_up(x: int) -> int:
     return (x + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
 
 
-def _va_identity(mem, va: int, cache=None):
-    """The page at user address ``va`` of ``mem`` (a Caller or a
-    ProcessMemory): ('file', (st_dev, st_ino), offset) when a file or shared
-    memory mapping backs it (two processes sharing a MAP_SHARED buffer, or a
-    memfd mapped and MAP_FILEd, see the same page), else ('mm', pid, va)."""
-    page = va - va % PAGE_SIZE
-    maps = None
-    if cache is not None:
-        maps = cache.get(mem.pid)
-    if maps is None:
-        fn = getattr(mem, "mappings", None)
-        maps = fn() if fn is not None else []
-        if cache is not None:
-            cache[mem.pid] = maps
-    for lo, hi, offset, dev, ino in maps:
-        if lo <= page < hi:
-            if ino:
-                return ("file", (dev, ino), offset + (page - lo))
-            break
-    return ("mm", mem.pid, page)
+# --- what memory pages bytes are (MD_CHECK_MAP, ACCESS_PAGES' check_pages) ---
+
+def runs_of(pages, byte: int, n: int):
+    """Runs (start, end, key, base) of pages bytes [byte, byte + n), in the
+    canonical identities of ProcessMemory.backing (start/end are offsets)."""
+    key, addr = pages.backing(byte)
+    if pages.kind == "user":
+        try:
+            runs = pages.mem.backing(addr, n)
+        except OSError:
+            runs = [(addr, addr + n, key, addr)]
+        return [(s - addr, e - addr, k, b) for s, e, k, b in runs]
+    return [(0, n, key, addr)]
 
 
-def user_page_identity(caller, addr: int, cache=None):
-    """What backs the caller's page at ``addr`` (see `_va_identity`)."""
-    return _va_identity(caller, addr, cache)
+def same_memory(theirs, mine, uptr: int) -> bool:
+    """``theirs`` (offsets from 0) names the same bytes as ``mine`` (runs of
+    the caller's addresses) from ``uptr`` on."""
+    for s, e, key, base in theirs:
+        cur = uptr + s
+        while cur < uptr + e:
+            run = next((r for r in mine if r[0] <= cur < r[1]), None)
+            if run is None or run[2] != key:
+                return False
+            if run[3] + (cur - run[0]) != base + (cur - uptr - s):
+                return False
+            cur = min(run[1], uptr + e)
+    return True

@@ -36,7 +36,7 @@ from .errors import err
 from .eventq import op_trigger_iopf
 from .hwpt import (Device, MOCK_DEV_FLAGS, MOCK_NESTED_DOMAIN_IOTLB_NUM,
                    MOCK_DEV_CACHE_NUM)
-from .pages import PAGE_SIZE, ULONG_MAX
+from .pages import PAGE_SIZE, ULONG_MAX, runs_of, same_memory
 from .viommu import IOMMU_VEVENTQ_TYPE_SELFTEST
 
 OP_ADD_RESERVED = 1
@@ -164,7 +164,7 @@ def op_md_check_map(ctx, cmd, ucmd):
             if mem is None:
                 mem = caller.memory()
             mine = mem.backing(uptr + pos, n)      # EFAULT: not mapped
-            if not _same_memory(_runs_of(area.pages, byte, n), mine, uptr + pos):
+            if not same_memory(runs_of(area.pages, byte, n), mine, uptr + pos):
                 raise err(errno.EINVAL, f"IOVA {iova + pos:#x} maps other memory than "
                           f"{uptr + pos:#x}")
             pos += n
@@ -172,34 +172,6 @@ def op_md_check_map(ctx, cmd, ucmd):
         if mem is not None:
             mem.close()
     return 0
-
-
-def _runs_of(pages, byte: int, n: int):
-    """Runs (start, end, key, base) of pages bytes [byte, byte + n), in the
-    canonical identities of ProcessMemory.backing (start/end are offsets)."""
-    key, addr = pages.backing(byte)
-    if pages.kind == "user":
-        try:
-            runs = pages.mem.backing(addr, n)
-        except OSError:
-            runs = [(addr, addr + n, key, addr)]
-        return [(s - addr, e - addr, k, b) for s, e, k, b in runs]
-    return [(0, n, key, addr)]
-
-
-def _same_memory(theirs, mine, uptr: int) -> bool:
-    """``theirs`` (offsets from 0) names the same bytes as ``mine`` (runs of
-    the caller's addresses) from ``uptr`` on."""
-    for s, e, key, base in theirs:
-        cur = uptr + s
-        while cur < uptr + e:
-            run = next((r for r in mine if r[0] <= cur < r[1]), None)
-            if run is None or run[2] != key:
-                return False
-            if run[3] + (cur - run[0]) != base + (cur - uptr - s):
-                return False
-            cur = min(run[1], uptr + e)
-    return True
 
 
 def op_md_check_refs(ctx, cmd, ucmd):
