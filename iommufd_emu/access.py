@@ -119,13 +119,13 @@ class Access(IommufdObject):
     @staticmethod
     def _unpin(item: Item) -> None:
         holds, item.holds = item.holds, []
-        for area, first, end in holds:
-            area.pages.release(first, end)
+        if holds:
+            holds[0][0].ioas.access_unpin(holds)
 
     # ----------------------------------------------------------------- pins
     def _pieces(self, iova: int, length: int):
-        """(area, first iova, last iova) over [iova, iova + length), stopping
-        at the first hole (ENOENT, raised by the caller after its checks)."""
+        """(area, first iova, last iova) over [iova, iova + length), lazily:
+        None at the first hole (ACCESS_RW writes what comes before it)."""
         if not length:
             raise err(errno.EINVAL, "length is 0")
         last = iova + length - 1
@@ -147,29 +147,11 @@ class Access(IommufdObject):
 
     def pin(self, iova: int, length: int, write: bool) -> list:
         """iommufd_access_pin_pages: hold the pages of [iova, iova + length)
-        and return the holds [(area, first page, end page)]."""
-        holds = []
-        try:
-            for piece in self._pieces(iova, length):
-                if piece is None:
-                    raise err(errno.ENOENT, f"[{iova:#x}, +{length:#x}) has a hole")
-                a, s, e = piece
-                byte = a.start_byte + (s - a.iova)
-                last_byte = a.start_byte + (e - a.iova)
-                if a.revoked or byte % PAGE_SIZE or \
-                        (e < iova + length - 1 and (last_byte + 1) % PAGE_SIZE):
-                    raise err(errno.EINVAL, f"{a!r}: range not page aligned in its backing "
-                              "(or the area is going away)")
-                if (write and not a.writable) or (not write and not a.readable):
-                    raise err(errno.EPERM, f"{a!r} does not allow "
-                              f"{'writes' if write else 'reads'}")
-                first, end = byte // PAGE_SIZE, last_byte // PAGE_SIZE + 1
-                a.pages.hold(first, end)           # EFAULT, ENOMEM, EINVAL
-                holds.append((a, first, end))
-        except BaseException:
-            self._unpin(Item(-1, iova, length, holds))
-            raise
-        return holds
+        (Ioas.access_pin: the areas count the pins, so none of them splits)
+        and return the holds [(area, first page, end page, locked)]."""
+        if self.ioas is None:
+            raise err(errno.ENOENT, "access is not attached to an IOAS")
+        return self.ioas.access_pin(iova, length, write, lock=False)
 
     def add_item(self, iova: int, length: int, holds) -> Item:
         item = Item(self.next_id, iova, length, holds)
@@ -192,7 +174,7 @@ class Access(IommufdObject):
         mm = ("mm", caller.pid)
         mem = None
         try:
-            for a, first, end in holds:
+            for a, first, end, _ in holds:
                 n = (end - first) * PAGE_SIZE
                 key, src = a.pages.backing(first * PAGE_SIZE)
                 if key != mm or src != addr:
