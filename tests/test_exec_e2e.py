@@ -9,9 +9,12 @@ slash on a non-directory, EEXIST for O_CREAT|O_EXCL of an existing file)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +91,35 @@ def test_program_not_found_is_127(mount):
     r = gexec(mount.path, "/no/such/program")
     assert r.returncode == 127
     assert "No such file" in r.stderr
+
+
+def test_an_unprivileged_program_needs_no_root_and_no_mount_namespace(cc):
+    """The program and its supervisor run as nobody, in the caller's own
+    mount namespace, against a root server's mount (allow_other): the
+    fd-returning ioctls, the vIOMMU mmap and the opens all work."""
+    from conftest import _fuse_usable, start_mount, stop_mount
+    reason = _fuse_usable()
+    if reason:
+        pytest.skip(reason)
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("becoming another user needs root and setpriv (util-linux)")
+    base = Path(tempfile.mkdtemp(prefix="gmemfs-exec-user-"))
+    base.chmod(0o755)
+    m = start_mount(base, "allow_other")
+    try:
+        exe = base / "exec_viommu"
+        shutil.copy(cc("exec_viommu.c"), exe)
+        exe.chmod(0o755)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            sys.executable, "-m", "gmemfs", "exec", "--mount", str(m.path),
+                            "--", str(exe)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr + m.log_text()[-3000:]
+        got = lines(r.stdout)
+        assert got["veventq"] == "0" and got["read_one"] == "12 0/0/0x99"
+        assert got["mmap"] == "0" and got["destroy_viommu2_mapped"] == "EBUSY"
+        assert got["destroy_viommu"] == "0"
+        assert m.contexts() == 0
+    finally:
+        stop_mount(m)
+        shutil.rmtree(base, ignore_errors=True)
