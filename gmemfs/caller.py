@@ -277,6 +277,30 @@ class ProcessMemory:
                 raise
             raise OSError(errno.EFAULT, f"cannot read the mappings of pid {self.pid}") from e
 
+    def pin_shared(self, addr: int, size: int) -> list:
+        """What a long-term pin of [addr, addr+size) keeps alive beyond the
+        process: the files behind its MAP_SHARED mappings (shared anonymous
+        memory included), as [(start, end, FileRef, file offset of start)]
+        reached through /proc/PID/map_files (needs CAP_SYS_ADMIN; [] without
+        it: the range then stays reachable only while the process maps it)."""
+        out = []
+        end = addr + size
+        try:
+            vmas = _maps_vmas(self.pid, addr, end)
+        except OSError:
+            return out
+        for lo, hi, perms, off, _dev, ino in vmas:
+            if not ino or perms[3:4] != "s":
+                continue
+            writable = perms[1:2] == "w"
+            try:
+                local = os.open(f"/proc/{self.pid}/map_files/{lo:x}-{hi:x}",
+                                os.O_RDWR if writable else os.O_RDONLY)
+            except OSError:
+                continue
+            out.append((lo, hi, _host_ref(local, True, writable), off))
+        return out
+
     def read(self, addr: int, size: int) -> bytes:
         if not self.alive():
             raise OSError(errno.EFAULT, f"process {self.pid} has exited")
@@ -311,7 +335,7 @@ class FileRef:
     """What an fd number of the caller refers to (see docs/ARCHITECTURE.md)."""
 
     def __init__(self, kind: str, fd: int | None, readable: bool, writable: bool,
-                 gmem=None, node=None, identity=None):
+                 gmem=None, node=None, identity=None, obj=None):
         self.kind = kind
         self.fd = fd
         self.readable = readable
@@ -319,6 +343,8 @@ class FileRef:
         self.gmem = gmem
         self.node = node
         self.identity = identity      # (st_dev, st_ino) of a host file
+        self.obj = obj                # the model object a gmemfs file stands for
+                                      # (the file of an fd-returning ioctl)
 
     def size(self) -> int:
         if self.gmem is not None:
@@ -432,24 +458,35 @@ class Caller:
                 if own is not None:       # one of our files: never fstat it
                     os.close(local)
                     return own
-            ftype = lib.gmemfs_fstatfs_type(local)
-            if ftype == TMPFS_MAGIC:
-                kind = "shmem"
-            elif ftype == HUGETLBFS_MAGIC:
-                kind = "hugetlb"
-            else:
-                kind = "other"
-            st = os.fstat(local)
-            key = (st.st_dev, st.st_ino, readable, writable)
-            entry = _shared_fds.get(key)
-            if entry is None:
-                entry = _shared_fds[key] = [local, 0]
-            else:
-                os.close(local)
-            entry[1] += 1
-            ref = FileRef(kind, entry[0], readable, writable, identity=(st.st_dev, st.st_ino))
-            ref._key = key
-            return ref
+            return _host_ref(local, readable, writable)
         except BaseException:
             os.close(local)
             raise
+
+
+
+def _host_ref(local: int, readable: bool, writable: bool) -> FileRef:
+    """A FileRef for ``local``, an fd of a host file this process owns now
+    (it is closed, or kept as the one shared fd of that file)."""
+    try:
+        ftype = lib.gmemfs_fstatfs_type(local)
+        if ftype == TMPFS_MAGIC:
+            kind = "shmem"
+        elif ftype == HUGETLBFS_MAGIC:
+            kind = "hugetlb"
+        else:
+            kind = "other"
+        st = os.fstat(local)
+    except BaseException:
+        os.close(local)
+        raise
+    key = (st.st_dev, st.st_ino, readable, writable)
+    entry = _shared_fds.get(key)
+    if entry is None:
+        entry = _shared_fds[key] = [local, 0]
+    else:
+        os.close(local)
+    entry[1] += 1
+    ref = FileRef(kind, entry[0], readable, writable, identity=(st.st_dev, st.st_ino))
+    ref._key = key
+    return ref

@@ -2,6 +2,7 @@
 
     gmemfs mount MOUNTPOINT [-f|--foreground] [--debug] [--log-file F] [-o OPT[,OPT...]]
     gmemfs umount MOUNTPOINT
+    gmemfs exec [--mount MNT] [-o OPT[,OPT...]] [--debug] [--log-file F] [--] PROG ARGS...
 
 Without -f, ``mount`` returns once the mount is ready (the server keeps running
 in the background); the exit status says whether it worked, and a mount that
@@ -149,6 +150,12 @@ def cmd_umount(args) -> int:
     return subprocess.call(["fusermount3", "-u", args.mountpoint])
 
 
+def cmd_exec(args) -> int:
+    from gmemfs import exec as gexec
+    _setup_logging(args.debug, args.log_file)
+    return gexec.run(args)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gmemfs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,6 +177,20 @@ def main(argv=None) -> int:
     u = sub.add_parser("umount", help="unmount (fusermount3 -u)")
     u.add_argument("mountpoint")
     u.set_defaults(func=cmd_umount)
+    x = sub.add_parser("exec", help="run a program with /dev/iommu and /dev/kvm served by gmemfs",
+                       description="Run PROG (and its threads and children) under a seccomp "
+                       "supervisor: open(\"/dev/iommu\") and open(\"/dev/kvm\") get fds on "
+                       "MNT/iommu and MNT/kvm, and the ioctls whose kernel form returns a new fd "
+                       "work. Without --mount, a private gmemfs is mounted for PROG's lifetime. "
+                       "The exit status is PROG's.")
+    x.add_argument("--mount", metavar="MNT", help="an existing gmemfs mount to use")
+    x.add_argument("-o", dest="options", action="append", metavar="OPT[,OPT...]",
+                   help="options of the private mount (policy=, platform=, ...)")
+    x.add_argument("--debug", action="store_true", help="log every decision of the supervisor "
+                   "(and every ioctl of a private mount)")
+    x.add_argument("--log-file", help="log here instead of stderr")
+    x.add_argument("argv", nargs=argparse.REMAINDER, metavar="PROG ARGS")
+    x.set_defaults(func=cmd_exec)
     args = p.parse_args(argv)
     return args.func(args)
 

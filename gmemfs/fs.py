@@ -23,9 +23,13 @@ from __future__ import annotations
 import errno
 import select
 
+import ioctl_abi as abi
 from gmemfs import fuse_ll as F
 from gmemfs import nodes
 from gmemfs.nodes.base import OpenFile
+
+_EXEC_CALL = abi.GMEMFS_EXEC_CALL
+_EXEC_MMAP = abi.GMEMFS_EXEC_MMAP
 
 # What the kernel answers for a file whose file_operations lack an operation,
 # and so what gmemfs answers for a node kind without it (Linux sources):
@@ -235,6 +239,12 @@ class GmemFS:
         if node.needs_host and self._events.host_dead:
             self.mount.check_host()
         self._stats["ioctls"] += 1
+        if cmd == _EXEC_CALL and self.mount.exec_call is not None:    # gmemfs exec
+            self.mount.exec_call(self.mount, req, of, in_data, creds)
+            return
+        if cmd == _EXEC_MMAP and self.mount.exec_mmap is not None:
+            self.mount.exec_mmap(self.mount, req, of, in_data, creds)
+            return
         fn = node.ioctl
         if fn is None:
             raise _missing("ioctl")

@@ -401,13 +401,17 @@ def check_mountpoint(mountpoint: str) -> str:
     return mp
 
 
-def mount_id_of(mountpoint: str) -> int:
+def _mountinfo_of(mountpoint: str):
+    """(mount id, (major, minor) of its superblock) of the topmost mount at
+    ``mountpoint`` (/proc/self/mountinfo; never a stat of our own mount)."""
+    found = None
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
             if len(fields) > 4 and fields[4] == mountpoint:
-                mid = int(fields[0])   # the last (topmost) mount at that path wins
-    return mid
+                major, minor = (int(x) for x in fields[2].split(":"))
+                found = (int(fields[0]), (major, minor))   # the last one wins
+    return found
 
 
 class Session:
@@ -427,6 +431,7 @@ class Session:
         self.mounted = False
         self.nursery = None
         self.mount_id = None
+        self.dev = None                # (major, minor) of the mounted superblock
         self.direct_io_mmap = False
         _ops, _session = ops, self
 
@@ -442,7 +447,7 @@ class Session:
                                  "or install fuse3 so that fusermount3 is available)")
             raise MountError(f"cannot mount on {self.mountpoint} (libfuse said why above)")
         self.mounted = True
-        self.mount_id = mount_id_of(self.mountpoint)
+        self.mount_id, self.dev = _mountinfo_of(self.mountpoint)
 
     def spawn(self, async_fn, *args):
         """Run ``async_fn(*args)`` as a trio task; it must reply to its request."""

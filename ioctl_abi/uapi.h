@@ -1159,3 +1159,68 @@ struct vfio_device_detach_iommufd_pt {
 #define GMEMFS_EDU_BAR0_SIZE 0x100000
 #define GMEMFS_EDU_DMA_BUF 0x40000
 #define GMEMFS_EDU_DMA_SIZE 4096
+/* ---------------------------------------------------------------------- */
+/* gmemfs extension: `gmemfs exec` (owner: gmemfs/exec.py, the server's   */
+/* exec call in gmemfs/fs.py)                                             */
+/*                                                                        */
+/* The supervisor of `gmemfs exec` intercepts (seccomp user notification) */
+/* the ioctls whose kernel form returns a new fd, takes the target's fd   */
+/* with pidfd_getfd and issues GMEMFS_EXEC_CALL on that copy: the server  */
+/* runs the ioctl for thread `tid` (its memory, its fds, its credentials) */
+/* exactly as the kernel would, and answers:                              */
+/*   PASS  - not an fd-returning operation of this node: let the kernel   */
+/*           run the ioctl as it is (SECCOMP_USER_NOTIF_FLAG_CONTINUE);   */
+/*   DONE  - the ioctl is finished: it returns `value`, or fails with     */
+/*           `error` (a positive errno);                                  */
+/*   NEWFD - it succeeded and created an object whose file the supervisor */
+/*           opens as MNT/.exec/<token> (O_RDWR) and installs in the      */
+/*           target (SECCOMP_IOCTL_NOTIF_ADDFD, `newfd_flags`); the fd    */
+/*           number goes to the caller's u32 at `fd_addr` (when not 0)    */
+/*           and the ioctl returns it (NEWFD_RETURN) or `value`.          */
+/* The server only acts for a requester that may read and write the       */
+/* target's memory (root, or the target's own uid) and only while `tid`   */
+/* is stopped in ioctl(fd, cmd, arg) with exactly these arguments.        */
+/* ---------------------------------------------------------------------- */
+
+#define GMEMFS_EXEC_CALL 0xC0584701
+#define GMEMFS_EXEC_PASS 0
+#define GMEMFS_EXEC_DONE 1
+#define GMEMFS_EXEC_NEWFD 2
+#define GMEMFS_EXEC_NEWFD_RETURN 0x1
+#define GMEMFS_EXEC_TOKEN_LEN 32
+
+struct gmemfs_exec_call {
+	uint32_t size;			/* sizeof(struct gmemfs_exec_call) */
+	uint32_t tid;			/* in: the thread stopped in the ioctl */
+	uint32_t fd;			/* in: its first argument */
+	uint32_t cmd;			/* in: its command */
+	uint64_t arg;			/* in: its argument */
+	uint32_t status;		/* out: GMEMFS_EXEC_PASS / DONE / NEWFD */
+	uint32_t flags;			/* out: GMEMFS_EXEC_NEWFD_RETURN */
+	uint64_t value;			/* out: the ioctl's return value */
+	int32_t error;			/* out: DONE: positive errno, 0 = success */
+	uint32_t newfd_flags;		/* out: NEWFD: O_CLOEXEC or 0 */
+	uint64_t fd_addr;		/* out: NEWFD: caller address of the fd (u32), or 0 */
+	uint8_t token[32];		/* out: NEWFD: NUL-terminated name under MNT/.exec/ */
+};
+
+/* mmap() of an iommufd fd (a driver's region, e.g. the selftest vIOMMU's  */
+/* pages) never reaches a FUSE server. The supervisor intercepts shared    */
+/* file mmaps of MNT/iommu fds and issues GMEMFS_EXEC_MMAP on its copy of  */
+/* the fd: the server checks the mapping by the kernel's rules for thread  */
+/* `tid`, stopped in exactly mmap(addr, length, prot, flags, fd, offset),  */
+/* and answers `error` 0 (let the kernel map the file; its pages are the   */
+/* region's, the mapping holds the region's owner) or a positive errno.    */
+#define GMEMFS_EXEC_MMAP 0xC0304702
+
+struct gmemfs_exec_mmap {
+	uint32_t size;			/* sizeof(struct gmemfs_exec_mmap) */
+	uint32_t tid;			/* in: the thread stopped in mmap() */
+	uint64_t addr;			/* in: mmap()'s arguments */
+	uint64_t length;
+	uint32_t prot;
+	uint32_t flags;
+	uint32_t fd;
+	int32_t error;			/* out: 0 or a positive errno */
+	uint64_t offset;		/* in */
+};

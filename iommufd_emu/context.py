@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import heapq
 
+from . import mmap
 from .errors import err
 from .events import EventLog
 from .pages import default_system
@@ -66,6 +67,12 @@ class IommufdObject:
     def destroy(self) -> None:
         """Called exactly once when the object leaves the table."""
 
+    def file_released(self) -> None:
+        """The last fd on the file that stands for this object (the file of
+        an fd-returning ioctl, see dispatch.UCmd.new_file) is closed: drop the
+        file's reference."""
+        self.put()
+
     def __repr__(self) -> str:
         return f"<{self.kind} id={self.id} users={self.users}>"
 
@@ -112,6 +119,8 @@ class Context:
         self.vfio_ioas = None               # weak: cleared when that IOAS dies
         self.no_iommu_mode = False          # a VFIO no-iommu device was bound (vfio_compat)
         self.mmap_regions: dict = {}        # mmap() offset -> (owner, length) (viommu.py)
+        self.mappings: list = []            # mmap.Mapping: the live mmap()s of regions
+        self.mapping_alive = None           # adapter: does a Mapping still exist? (mmap.prune)
         self.closed = False
         # references from outside the fd (a bound VFIO device's
         # iommufd_ctx_get): the fd's release waits for the last one
@@ -212,6 +221,8 @@ class Context:
     def destroy_id(self, obj_id: int) -> None:
         """IOMMU_DESTROY semantics (spec §4.1)."""
         obj = self.lookup(obj_id)
+        if obj.users and self.mappings:
+            mmap.prune(self)         # a mapping of one of its regions may be gone
         if obj.users:
             raise err(errno.EBUSY, f"{obj.kind} {obj_id} is still referenced")
         self._drop(obj)
@@ -246,6 +257,8 @@ class Context:
         if self.closed:
             return
         self.closed = True
+        if self.mappings:
+            mmap.drop_all(self)
         while self._objs:
             leaves = [o for o in self._objs.values() if o.users == 0]
             if not leaves:

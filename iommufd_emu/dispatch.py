@@ -22,11 +22,13 @@ failure) - a handler that does not call it writes nothing (§2.4).
 
 Commands whose kernel form installs a new fd in the caller
 (IOMMU_FAULT_QUEUE_ALLOC, IOMMU_VEVENTQ_ALLOC, selftest CREATE_ACCESS and
-DMABUF_GET) answer **EOPNOTSUPP** after the kernel's own checks that come
-before the fd (VEVENTQ_ALLOC: up to the vIOMMU lookup and EEXIST): a FUSE
-server cannot install a file descriptor into the calling process, and
-EOPNOTSUPP is what the kernel answers for "known request, unsupported here"
-(§2.3), so callers fall back cleanly.
+DMABUF_GET) get the file through ``files``, the adapter's installer (see
+`UCmd.new_file`): under ``gmemfs exec`` the supervisor installs it in the
+caller. Without an installer (a plain FUSE mount: a FUSE server cannot put a
+file descriptor into the calling process) they answer **EOPNOTSUPP** after
+the kernel's own checks that come before the fd (VEVENTQ_ALLOC: up to the
+vIOMMU lookup and EEXIST), the kernel's "known request, unsupported here"
+(§2.3), and the reason names ``gmemfs exec``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import errno
 from dataclasses import dataclass
 from typing import Callable
 
-from . import hwpt, ioas, selftest, vfio_compat, viommu
+from . import eventq, hwpt, ioas, selftest, vfio_compat, viommu
 from .context import Context
 from .errors import err
 
@@ -71,10 +73,10 @@ class Op:
 class UCmd:
     """What a handler knows about the call besides the struct."""
 
-    __slots__ = ("ctx", "caller", "arg", "user_size", "buf", "op", "responded")
+    __slots__ = ("ctx", "caller", "arg", "user_size", "buf", "op", "responded", "files")
 
     def __init__(self, ctx: Context, caller, arg: int, user_size: int,
-                 buf: bytearray, op: Op) -> None:
+                 buf: bytearray, op: Op, files=None) -> None:
         self.ctx = ctx
         self.caller = caller
         self.arg = arg
@@ -82,6 +84,25 @@ class UCmd:
         self.buf = buf
         self.op = op
         self.responded = False
+        self.files = files
+
+    def new_file(self, obj, fd_field: str | None) -> int:
+        """The kernel's get_unused_fd + anon_inode_getfile for ``obj``: a new
+        file that holds a reference on ``obj`` (``obj.users``) and, once it
+        is installed, on the context. ``fd_field`` names the struct field
+        (dotted for union members) where the fd number goes, None when the
+        ioctl returns it. Returns the number to store there now (the
+        installer writes the real one after installing the file)."""
+        if self.files is None:
+            raise err(errno.EOPNOTSUPP, f"{type(obj).__name__.upper()} needs a new fd in the "
+                      "caller, which a FUSE server cannot install: run the program under "
+                      "`gmemfs exec`")
+        addr = None
+        if fd_field is not None:
+            import ioctl_abi
+            addr = self.arg + ioctl_abi.offsetof(self.op.struct, fd_field)
+        obj.users += 1
+        return self.files.new(obj, addr)
 
     def respond(self) -> None:
         """Copy back min(user size, kernel size) bytes (spec §2.4)."""
@@ -102,20 +123,6 @@ class UCmd:
 def h_destroy(ctx, cmd, ucmd):
     ctx.destroy_id(cmd.id)
     return 0
-
-
-def _fd_returning(name: str):
-    def handler(ctx, cmd, ucmd):
-        raise err(errno.EOPNOTSUPP, f"{name} returns a new fd; a FUSE server "
-                  "cannot install a file descriptor in the caller")
-    handler.__name__ = f"h_{name.lower()}"
-    return handler
-
-
-def _h_fault_queue_alloc(ctx, cmd, ucmd):
-    if cmd.flags:
-        raise err(errno.EOPNOTSUPP, "FAULT_QUEUE_ALLOC: flags must be 0")
-    return _fd_returning("IOMMU_FAULT_QUEUE_ALLOC")(ctx, cmd, ucmd)
 
 
 # ---------------------------------------------------------------------------
@@ -142,12 +149,12 @@ def _build_table():
         _op(_io(0x8B), "iommu_hwpt_set_dirty_tracking", 16, hwpt.h_set_dirty_tracking),
         _op(_io(0x8C), "iommu_hwpt_get_dirty_bitmap", 48, hwpt.h_get_dirty_bitmap),
         _op(_io(0x8D), "iommu_hwpt_invalidate", 32, hwpt.h_invalidate),
-        _op(_io(0x8E), "iommu_fault_alloc", 16, _h_fault_queue_alloc),
+        _op(_io(0x8E), "iommu_fault_alloc", 16, eventq.h_fault_queue_alloc),
         _op(_io(0x8F), "iommu_ioas_map_file", 40, ioas.h_map_file),
         _op(_io(0x90), "iommu_viommu_alloc", 24, viommu.h_viommu_alloc),
         _op(_io(0x91), "iommu_vdevice_alloc", 24, viommu.h_vdevice_alloc),
         _op(_io(0x92), "iommu_ioas_change_process", 8, ioas.h_change_process),
-        _op(_io(0x93), "iommu_veventq_alloc", 28, viommu.h_veventq_alloc),
+        _op(_io(0x93), "iommu_veventq_alloc", 28, eventq.h_veventq_alloc),
         _op(_io(0x94), "iommu_hw_queue_alloc", 40, viommu.h_hw_queue_alloc),
         _op(_io(0xA0), "iommu_test_cmd", 68, selftest.h_test_cmd),
     ]
@@ -205,11 +212,14 @@ def table() -> dict[int, Op]:
     return IOCTL_TABLE
 
 
-def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = None) -> int:
+def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = None,
+          files=None) -> int:
     """Run one iommufd ioctl for ``caller`` (spec §2.2).
 
     ``prefetch``: bytes already read from the caller at ``arg`` (the FUSE
-    adapter reads up to 128 in C); used when it covers the kernel struct."""
+    adapter reads up to 128 in C); used when it covers the kernel struct.
+    ``files``: the installer of new fds (`UCmd.new_file`), None when new fds
+    cannot be installed."""
     nr = cmd & 0xFF
     end = TABLE_END_TEST if ctx.test_kernel else TABLE_END
     if nr < CMD_BASE or nr > end:
@@ -253,7 +263,7 @@ def ioctl(ctx: Context, cmd: int, arg: int, caller, prefetch: bytes | None = Non
         buf = bytearray(ksize)
         buf[:n] = caller.read(arg, n)
     cdata = _FFI.from_buffer(op.ptr, buf)
-    ucmd = UCmd(ctx, caller, arg, user_size, buf, op)
+    ucmd = UCmd(ctx, caller, arg, user_size, buf, op, files)
     ctx.begin()
     try:
         ret = op.handler(ctx, cdata, ucmd)

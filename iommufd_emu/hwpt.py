@@ -33,6 +33,7 @@ from .domains import (DomainKind, MOCK_DEFAULT, MOCK_IOMMU, MOCK_APERTURE_START,
                       MOCK_APERTURE_LAST, MOCK_PAGE_SIZE, MOCK_HUGE_PAGE_SIZE,
                       MOCK_IOMMUPT_DEFAULT, MOCK_IOMMUPT_HUGE)
 from .errors import err
+from .eventq import leave_hwpt
 from .pages import ULONG_MAX
 
 MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0
@@ -112,7 +113,7 @@ class HwptPaging(IommufdObject):
         self.dirty_supported = bool(flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING)
         self.pasid_compat = bool(flags & IOMMU_HWPT_ALLOC_PASID)
         self.dirty_enabled = False
-        self.fault = None                   # FAULT object (FAULT_ID_VALID), set by exec
+        self.fault = None                   # eventq.Fault of IOMMU_HWPT_FAULT_ID_VALID
         self.dirty = IntervalSet()          # this domain's dirty IOPTEs (IOVA ranges)
         self.devices: set = set()
         self.attached_to_ioas = False
@@ -349,7 +350,8 @@ class Device(IommufdObject):
             self._release(ctx, old)
         return hwpt
 
-    def _release(self, ctx, hwpt) -> None:
+    def _release(self, ctx, hwpt, pasid: int = 0) -> None:
+        leave_hwpt(hwpt, self, pasid)         # its pending page requests: INVALID
         hwpt.devices.discard(self)
         hwpt.put()
         self._unreserve_regions(hwpt)
@@ -380,7 +382,7 @@ class Device(IommufdObject):
         self._take(ctx, hwpt)
         self.pasids[pasid] = hwpt
         if old is not None:
-            self._release(ctx, old)
+            self._release(ctx, old, pasid)
         return hwpt
 
     def pasid_detach(self, ctx, pasid: int) -> None:
@@ -388,7 +390,7 @@ class Device(IommufdObject):
         if pasid == IOMMU_TEST_PASID_RESERVED:
             self.pasid_1024_fake_error = False      # set_dev_pasid(blocked)
         if old is not None:
-            self._release(ctx, old)
+            self._release(ctx, old, pasid)
 
     def detach(self, ctx) -> None:
         for pasid in list(self.pasids):

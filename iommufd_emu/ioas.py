@@ -261,6 +261,25 @@ class Ioas(IommufdObject):
                 raise err(errno.EADDRINUSE, f"{a!r} is not aligned to the new "
                           f"IOVA alignment {g:#x}")
 
+    def add_access(self, acc) -> None:
+        """iopt_add_access: the access's alignment joins the IOAS's (areas
+        that no longer fit -> EADDRINUSE, nothing changed)."""
+        g = self._wanted_alignment(extra_accesses=(acc,))
+        if g > self.iova_alignment:
+            self._check_alignment(g)
+        self.accesses.append(acc)
+        self.iova_alignment = g
+
+    def remove_access(self, acc) -> None:
+        self.accesses.remove(acc)
+        self.iova_alignment = self._wanted_alignment()       # shrinking never fails
+
+    def _notify_accesses(self, a) -> None:
+        """Before an area goes (UNMAP, revoke): every access that pinned part
+        of it is told to unpin (iommufd_access_notify_unmap)."""
+        for acc in list(self.accesses):
+            acc.notify_unmap(a.iova, a.last)
+
     def recalc_alignment(self) -> None:
         g = self._wanted_alignment()
         if g > self.iova_alignment:
@@ -407,6 +426,7 @@ class Ioas(IommufdObject):
 
     # ---------------------------------------------------------------- unmap
     def _remove_area(self, a: Area) -> None:
+        self._notify_accesses(a)
         for d in self.domains:
             d.on_unmap(a)
         gmem_policy.on_area_gone(a)
@@ -600,6 +620,7 @@ class Ioas(IommufdObject):
     def revoke_area(self, a: Area) -> None:
         if a.revoked:
             return
+        self._notify_accesses(a)
         for d in self.domains:
             d.on_unmap(a)
         a.release()

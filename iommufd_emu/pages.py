@@ -217,6 +217,15 @@ class Pages:
 
 
 class UserPages(Pages):
+    """Memory of a process, by user address. The emulator cannot pin another
+    process's pages; what a pin keeps alive in the kernel is kept here where
+    it can be: when pages become pinned, the files behind MAP_SHARED mappings
+    of the range (shared anonymous memory included) are held
+    (``mem.pin_shared``) and the range is reached through them from then on,
+    so pinned shared memory stays valid after the process unmaps it, execs
+    or exits (the selftest's fork rules). Private anonymous memory is reached
+    in the process only (a dead process's private pages are gone: EFAULT)."""
+
     kind = "user"
 
     def __init__(self, system, uptr, length, writable, account, mem):
@@ -224,6 +233,42 @@ class UserPages(Pages):
         super().__init__(system, start, uptr + length - start, writable, account)
         self.mem = mem
         self.backing_key = ("mm", mem.pid)
+        self.held_files: list = []         # [(va start, va end, FileRef, offset)], sorted
+
+    def hold(self, first, end):
+        fresh = [(s, e) for s, e, v in self.holders.segments(first, end) if v == 0]
+        super().hold(first, end)
+        pin = getattr(self.mem, "pin_shared", None)
+        if pin is None:
+            return
+        for s, e in fresh:
+            lo, hi = self.start + s * PAGE_SIZE, self.start + e * PAGE_SIZE
+            if any(a <= lo and hi <= b for a, b, _, _ in self.held_files):
+                continue
+            for seg in pin(lo, hi - lo):
+                if any(a == seg[0] and b == seg[1] for a, b, _, _ in self.held_files):
+                    seg[2].close()
+                else:
+                    self.held_files.append(seg)
+        self.held_files.sort(key=lambda x: x[0])
+
+    def _split(self, addr: int, n: int):
+        """[(addr, n, (FileRef, offset) or None)] covering [addr, addr + n)."""
+        out = []
+        end = addr + n
+        cur = addr
+        for lo, hi, ref, off in self.held_files:
+            if hi <= cur or lo >= end:
+                continue
+            if lo > cur:
+                out.append((cur, lo - cur, None))
+                cur = lo
+            stop = min(hi, end)
+            out.append((cur, stop - cur, (ref, off + (cur - lo))))
+            cur = stop
+        if cur < end:
+            out.append((cur, end - cur, None))
+        return out
 
     def check_pinnable(self, first, end):
         addr = self.start + first * PAGE_SIZE
@@ -238,12 +283,33 @@ class UserPages(Pages):
             self.mem.read(a, 1)
 
     def read(self, byte, n):
-        return self.mem.read(self.start + byte, n)
+        if not self.held_files:
+            return self.mem.read(self.start + byte, n)
+        parts = []
+        for addr, m, f in self._split(self.start + byte, n):
+            if f is None:
+                parts.append(self.mem.read(addr, m))
+            else:
+                data = f[0].pread(f[1], m)
+                parts.append(data + bytes(m - len(data)))
+        return b"".join(parts)
 
     def write(self, byte, data):
-        self.mem.write(self.start + byte, data)
+        if not self.held_files:
+            self.mem.write(self.start + byte, data)
+            return
+        pos = 0
+        for addr, m, f in self._split(self.start + byte, len(data)):
+            if f is None:
+                self.mem.write(addr, data[pos:pos + m])
+            else:
+                f[0].pwrite(f[1], bytes(data[pos:pos + m]))
+            pos += m
 
     def free(self):
+        held, self.held_files = self.held_files, []
+        for _, _, ref, _ in held:
+            ref.close()
         close = getattr(self.mem, "close", None)
         if close is not None and getattr(self, "owns_mem", False):
             close()
@@ -312,3 +378,33 @@ class FilePages(Pages):
 
 def _page_up(x: int) -> int:
     return (x + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+
+# --- what memory pages bytes are (MD_CHECK_MAP, ACCESS_PAGES' check_pages) ---
+
+def runs_of(pages, byte: int, n: int):
+    """Runs (start, end, key, base) of pages bytes [byte, byte + n), in the
+    canonical identities of ProcessMemory.backing (start/end are offsets)."""
+    key, addr = pages.backing(byte)
+    if pages.kind == "user":
+        try:
+            runs = pages.mem.backing(addr, n)
+        except OSError:
+            runs = [(addr, addr + n, key, addr)]
+        return [(s - addr, e - addr, k, b) for s, e, k, b in runs]
+    return [(0, n, key, addr)]
+
+
+def same_memory(theirs, mine, uptr: int) -> bool:
+    """``theirs`` (offsets from 0) names the same bytes as ``mine`` (runs of
+    the caller's addresses) from ``uptr`` on."""
+    for s, e, key, base in theirs:
+        cur = uptr + s
+        while cur < uptr + e:
+            run = next((r for r in mine if r[0] <= cur < r[1]), None)
+            if run is None or run[2] != key:
+                return False
+            if run[3] + (cur - run[0]) != base + (cur - uptr - s):
+                return False
+            cur = min(run[1], uptr + e)
+    return True

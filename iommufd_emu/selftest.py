@@ -6,13 +6,13 @@ DIRTY, MD_CHECK_IOTLB, DEV_CHECK_CACHE, TRIGGER_IOPF, TRIGGER_VEVENT,
 PASID_ATTACH/REPLACE/DETACH/CHECK_HWPT, plus the gmemfs DMA extension ops
 (>= 0x1000, see dma.py).
 
-Ops that need a new fd in the caller (CREATE_ACCESS, DMABUF_GET) answer
-EOPNOTSUPP (FUSE cannot install an fd); the ops that take an access fd
-(DESTROY_ACCESS_PAGES, ACCESS_PAGES, ACCESS_RW, ACCESS_REPLACE_IOAS) answer
-EBADFD since no access fd can exist; DMABUF_REVOKE and MD_CHECK_DMABUF answer
-EOPNOTSUPP. TRIGGER_IOPF reports to the fault object of the HWPT the device
-(PASID) is attached to, if any, and answers 0 like the kernel; TRIGGER_VEVENT
-reports to the vIOMMU's vEVENTQ (Viommu.report_event: EOPNOTSUPP without one).
+CREATE_ACCESS and the ops on access fds (DESTROY_ACCESS_PAGES, ACCESS_PAGES,
+ACCESS_RW, ACCESS_REPLACE_IOAS) are in access.py, TRIGGER_IOPF in eventq.py.
+CREATE_ACCESS needs a new fd in the caller: without the adapter's installer
+(a plain FUSE mount) it answers EOPNOTSUPP, and the access ops answer EBADFD
+for every fd (no access fd exists). DMABUF_GET, DMABUF_REVOKE and
+MD_CHECK_DMABUF answer EOPNOTSUPP. TRIGGER_VEVENT reports to the vIOMMU's
+vEVENTQ (Viommu.report_event: EOPNOTSUPP without one).
 
 MD_CHECK_MAP compares *backing identity* where the kernel compares physical
 addresses: the domain's translation of ``iova`` and the caller's memory at
@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import errno
 
+from . import access
 from . import context as C
 from . import dma
 from .context import IommufdObject
 from .domains import MOCK_IOMMU
 from .errors import err
+from .eventq import op_trigger_iopf
 from .hwpt import (Device, MOCK_DEV_FLAGS, MOCK_NESTED_DOMAIN_IOTLB_NUM,
                    MOCK_DEV_CACHE_NUM)
-from .pages import PAGE_SIZE, ULONG_MAX
+from .pages import PAGE_SIZE, ULONG_MAX, runs_of, same_memory
 from .viommu import IOMMU_VEVENTQ_TYPE_SELFTEST
 
 OP_ADD_RESERVED = 1
@@ -162,7 +164,7 @@ def op_md_check_map(ctx, cmd, ucmd):
             if mem is None:
                 mem = caller.memory()
             mine = mem.backing(uptr + pos, n)      # EFAULT: not mapped
-            if not _same_memory(_runs_of(area.pages, byte, n), mine, uptr + pos):
+            if not same_memory(runs_of(area.pages, byte, n), mine, uptr + pos):
                 raise err(errno.EINVAL, f"IOVA {iova + pos:#x} maps other memory than "
                           f"{uptr + pos:#x}")
             pos += n
@@ -170,34 +172,6 @@ def op_md_check_map(ctx, cmd, ucmd):
         if mem is not None:
             mem.close()
     return 0
-
-
-def _runs_of(pages, byte: int, n: int):
-    """Runs (start, end, key, base) of pages bytes [byte, byte + n), in the
-    canonical identities of ProcessMemory.backing (start/end are offsets)."""
-    key, addr = pages.backing(byte)
-    if pages.kind == "user":
-        try:
-            runs = pages.mem.backing(addr, n)
-        except OSError:
-            runs = [(addr, addr + n, key, addr)]
-        return [(s - addr, e - addr, k, b) for s, e, k, b in runs]
-    return [(0, n, key, addr)]
-
-
-def _same_memory(theirs, mine, uptr: int) -> bool:
-    """``theirs`` (offsets from 0) names the same bytes as ``mine`` (runs of
-    the caller's addresses) from ``uptr`` on."""
-    for s, e, key, base in theirs:
-        cur = uptr + s
-        while cur < uptr + e:
-            run = next((r for r in mine if r[0] <= cur < r[1]), None)
-            if run is None or run[2] != key:
-                return False
-            if run[3] + (cur - run[0]) != base + (cur - uptr - s):
-                return False
-            cur = min(run[1], uptr + e)
-    return True
 
 
 def op_md_check_refs(ctx, cmd, ucmd):
@@ -282,19 +256,6 @@ def op_dev_check_cache(ctx, cmd, ucmd):
     return 0
 
 
-def op_trigger_iopf(ctx, cmd, ucmd):
-    """iommufd_test_trigger_iopf: the device (ENOENT); one page request
-    (LAST_PAGE, PASID_VALID when pasid != 0) goes to the fault object of the
-    HWPT the device or PASID is attached to; without one it is dropped.
-    Always 0 (iommu_report_device_fault does not fail the op)."""
-    t = cmd.trigger_iopf
-    idev = ctx.lookup(t.dev_id, C.DEVICE)
-    hwpt = idev.hwpt if t.pasid == 0 else idev.pasids.get(t.pasid)
-    fault = getattr(hwpt, "fault", None) if hwpt is not None else None
-    if fault is not None:
-        fault.report(idev, t.pasid, t.grpid, t.perm, t.addr)
-    return 0
-
 
 def op_trigger_vevent(ctx, cmd, ucmd):
     """iommufd_test_trigger_vevent: the device (ENOENT); it must be attached
@@ -359,11 +320,6 @@ def _unsupported(why):
     return f
 
 
-def _bad_access_fd(ctx, cmd, ucmd):
-    raise err(errno.EBADFD, "not a selftest access fd (access fds cannot be "
-              "created through FUSE)")
-
-
 OPS = {
     OP_ADD_RESERVED: op_add_reserved,
     OP_MOCK_DOMAIN: lambda c, m, u: op_mock_domain(c, m, u, False),
@@ -371,12 +327,11 @@ OPS = {
     OP_MOCK_DOMAIN_REPLACE: op_mock_domain_replace,
     OP_MD_CHECK_MAP: op_md_check_map,
     OP_MD_CHECK_REFS: op_md_check_refs,
-    OP_CREATE_ACCESS: _unsupported("CREATE_ACCESS returns a new fd; a FUSE "
-                                   "server cannot install one in the caller"),
-    OP_DESTROY_ACCESS_PAGES: _bad_access_fd,
-    OP_ACCESS_PAGES: _bad_access_fd,
-    OP_ACCESS_RW: _bad_access_fd,
-    OP_ACCESS_REPLACE_IOAS: _bad_access_fd,
+    OP_CREATE_ACCESS: access.op_create_access,
+    OP_DESTROY_ACCESS_PAGES: access.op_destroy_access_pages,
+    OP_ACCESS_PAGES: access.op_access_pages,
+    OP_ACCESS_RW: access.op_access_rw,
+    OP_ACCESS_REPLACE_IOAS: access.op_access_replace_ioas,
     OP_SET_TEMP_MEMORY_LIMIT: op_set_temp_memory_limit,
     OP_DIRTY: op_dirty,
     OP_MD_CHECK_IOTLB: op_md_check_iotlb,

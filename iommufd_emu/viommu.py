@@ -289,22 +289,6 @@ def h_hw_queue_alloc(ctx, cmd, ucmd):
     return 0
 
 
-def h_veventq_alloc(ctx, cmd, ucmd):
-    """iommufd_veventq_alloc (eventq.c) up to the new fd: flags, __reserved
-    or the DEFAULT type (EOPNOTSUPP), depth 0 (EINVAL), the vIOMMU (ENOENT),
-    a queue of that type on it already (EEXIST). The fd itself cannot be
-    installed through FUSE: EOPNOTSUPP (gmemfs exec supplies it; the vIOMMU
-    keeps its queues in ``veventqs``)."""
-    if cmd.flags or getattr(cmd, "__reserved") or cmd.type == IOMMU_VEVENTQ_TYPE_DEFAULT:
-        raise err(errno.EOPNOTSUPP, "VEVENTQ_ALLOC: flags, __reserved or the default type")
-    if not cmd.veventq_depth:
-        raise err(errno.EINVAL, "veventq_depth is 0")
-    v = ctx.lookup(cmd.viommu_id, C.VIOMMU)
-    if cmd.type in v.veventqs:
-        raise err(errno.EEXIST, f"vIOMMU {v.id} has a vEVENTQ of type {cmd.type:#x}")
-    raise err(errno.EOPNOTSUPP, "IOMMU_VEVENTQ_ALLOC returns a new fd; a FUSE server "
-              "cannot install a file descriptor in the caller")
-
 
 def alloc_hwpt_nested(ctx, idev, v: Viommu, flags: int, cmd, ucmd) -> HwptNested:
     """IOMMU_HWPT_ALLOC with a vIOMMU pt_id (iommufd_viommu_alloc_hwpt_nested):

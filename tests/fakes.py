@@ -154,7 +154,34 @@ class FakeFileRef:
         r = FakeFileRef(self.kind, data=self.data, gmem=self.gmem,
                         readable=self.readable, writable=self.writable,
                         identity=self.identity)
+        r.obj = getattr(self, "obj", None)
         return r
+
+
+class FakeInstaller:
+    """The FUSE adapter's installer of new fds (dispatch.UCmd.new_file) for
+    in-process tests: the file standing for the object goes straight into
+    the fake caller's fd table; ``close(fd)`` is the last close of it."""
+
+    def __init__(self, caller) -> None:
+        self.caller = caller
+        self.installed: dict[int, object] = {}
+
+    def new(self, obj, addr) -> int:
+        ref = FakeFileRef("gmemfs-other")
+        ref.obj = obj
+        fd = self.caller.add_fd(ref)
+        self.installed[fd] = obj
+        return fd
+
+    def close(self, fd: int) -> None:
+        del self.caller.fds[fd]
+        self.installed.pop(fd).file_released()
+
+    def close_all(self) -> None:
+        """The process exits: its files go first (each holds the context)."""
+        for fd in list(self.installed):
+            self.close(fd)
 
 
 class FakeCaller:
@@ -235,12 +262,15 @@ class IommufdHarness:
             self.caller.mmap(base, size)
         self.ctx = iommufd_emu.Context(opts)
         self.last_ret = None
+        self.files = None          # a FakeInstaller: new fds can be installed
 
     # ``with IommufdHarness(...) as h:`` closes the context at the end
     def __enter__(self) -> "IommufdHarness":
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.files is not None:
+            self.files.close_all()
         self.ctx.close()
 
     def raw(self, cmd: int, data: bytes, arg: int | None = None, caller=None) -> int:
@@ -249,7 +279,7 @@ class IommufdHarness:
         c = caller or self.caller
         if data:
             c.write(arg, data)
-        return dispatch.ioctl(self.ctx, cmd, arg, c)
+        return dispatch.ioctl(self.ctx, cmd, arg, c, files=self.files)
 
     def ioctl(self, cmd, struct: str, size: int | None = None, caller=None, **fields):
         import ioctl_abi

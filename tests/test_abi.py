@@ -187,6 +187,12 @@ LAYOUTS = [
     ("vfio.h cdev", "vfio_device_attach_iommufd_pt", 16,
      "argsz:u32@0, flags:u32@4, pt_id:u32@8, pasid:u32@12"),
     ("vfio.h cdev", "vfio_device_detach_iommufd_pt", 12, "argsz:u32@0, flags:u32@4, pasid:u32@8"),
+    ("gmemfs extension: exec", "gmemfs_exec_call", 88,
+     "size:u32@0, tid:u32@4, fd:u32@8, cmd:u32@12, arg:u64@16, status:u32@24, flags:u32@28,"
+     " value:u64@32, error:s32@40, newfd_flags:u32@44, fd_addr:u64@48, token:u8[32]@56"),
+    ("gmemfs extension: exec", "gmemfs_exec_mmap", 48,
+     "size:u32@0, tid:u32@4, addr:u64@8, length:u64@16, prot:u32@24, flags:u32@28, fd:u32@32,"
+     " error:s32@36, offset:u64@40"),
     ("guest_memfd §2.5 [PROP v8]", "kvm_memory_attributes2", 128,
      "offset:u64@0, address:u64@0, size:u64@8, attributes:u64@16, flags:u64@24,"
      " error_offset:u64@32, reserved:u64[11]@40"),
@@ -379,6 +385,13 @@ def test_kvmio():
     assert abi.KVMIO == 0xAE
 
 
+def test_exec_call_number():
+    """GMEMFS_EXEC_CALL is _IOWR('G', 1, struct gmemfs_exec_call): FUSE copies
+    the struct in and out (restricted ioctl, size-encoded command)."""
+    assert abi.GMEMFS_EXEC_CALL == abi._IOWR(ord("G"), 1, "gmemfs_exec_call")
+    assert abi.GMEMFS_EXEC_MMAP == abi._IOWR(ord("G"), 2, "gmemfs_exec_mmap")
+
+
 # --------------------------------------------------------------------------
 # constants
 
@@ -470,6 +483,9 @@ EXPECTED_CONSTANTS = {
         GMEMFS_DMA_FAULT_BACKING=5, GMEMFS_DMA_FAULT_RMP=6, GMEMFS_DMA_FAULT_GPT=7,
         GMEMFS_DMA_FAULT_SEPT=8, GMEMFS_DMA_FAULT_MACHINE_CHECK=9,
         GMEMFS_DMA_FAULT_INVALIDATED=10),
+    "gmemfs extension: exec": dict(
+        GMEMFS_EXEC_CALL=0xC0584701, GMEMFS_EXEC_MMAP=0xC0304702, GMEMFS_EXEC_PASS=0, GMEMFS_EXEC_DONE=1,
+        GMEMFS_EXEC_NEWFD=2, GMEMFS_EXEC_NEWFD_RETURN=1, GMEMFS_EXEC_TOKEN_LEN=32),
     "gmemfs extension: policies": dict(
         GMEMFS_OPTION_GMEM_POLICY=0x1000, GMEMFS_GMEM_POLICY_NONE=0,
         GMEMFS_GMEM_POLICY_REVOKE=1, GMEMFS_GMEM_POLICY_INVALIDATE=2,

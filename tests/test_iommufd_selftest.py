@@ -130,7 +130,10 @@ def test_set_temp_memory_limit_spec_10_5(h):
     assert h.system.temp_memory_limit == 12
 
 
-def test_fd_returning_ops_are_EOPNOTSUPP(h):
+def test_fd_returning_ops_are_EOPNOTSUPP_without_an_installer(h):
+    """A plain mount cannot install fds: after their own checks (in the
+    kernel's order) these answer EOPNOTSUPP; tests/test_iommufd_eventq.py and
+    test_iommufd_access.py drive them with an installer."""
     i = h.ioas_alloc()
     assert E(h.test_cmd, "IOMMU_TEST_OP_CREATE_ACCESS", i) == errno.EOPNOTSUPP
     assert E(h.test_cmd, "IOMMU_TEST_OP_DMABUF_GET", dmabuf_get={"length": PS}) == errno.EOPNOTSUPP

@@ -21,7 +21,8 @@ from gmemfs.nodes.base import Dir, Node, OpenFile
 # every operation and hook of base.Node, with the number of parameters (self
 # included) the adapter calls it with
 SIGNATURES = {"lookup": 2, "entries": 1, "create": 5, "unlink": 2, "setattr": 5,
-              "open": 2, "read": 6, "write": 6, "ioctl": 9, "poll": 4, "fallocate": 6,
+              "open": 2, "read": 6, "write": 6, "ioctl": 9, "exec_ioctl": 6, "exec_mmap": 8, "poll": 4,
+              "fallocate": 6,
               "fsync": 4, "release": 2, "attr": 1, "evict": 1, "file_ref": 3}
 
 
@@ -131,10 +132,25 @@ def test_every_kind_defines_only_operations_the_adapter_knows(kind):
             f"{kind.__name__}.{name}{inspect.signature(fn)}"
 
 
+def test_fixed_inode_numbers_are_unique(fs):
+    """Every node the kinds install at mount time is the one its inode
+    number finds (two kinds picking the same fixed number hide each other)."""
+    seen = []
+
+    def walk(node):
+        seen.append(node)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(fs.mount.root)
+    assert len({n.ino for n in seen}) == len(seen)
+    assert all(fs.mount.inodes[n.ino] is n for n in seen)
+
+
 def test_every_kind_is_installed_and_the_adapter_names_none(fs):
     """The registry builds MNT's entries; fs.py has no isinstance and imports
     no kind module (it only finds nodes and calls their operations)."""
-    assert sorted(fs.mount.root.children) == [".state", "gmem", "iommu", "kvm", "vfio"]
+    assert sorted(fs.mount.root.children) == [".exec", ".state", "gmem", "iommu", "kvm", "vfio"]
     src = Path(adapter.__file__).read_text()
     assert "isinstance" not in src
     for mod in nodes.KINDS:

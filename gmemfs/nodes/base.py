@@ -30,6 +30,15 @@ Operations a kind may define (``of`` is the `OpenFile`, the ``struct file``;
     write(req, of, buf, off, writepage) ``writepage``: write-back of a shared
                                         mapping; else write(2)
     ioctl(req, of, cmd, arg, in_data, out_size, prefetch, creds)
+    exec_ioctl(of, cmd, arg, caller, files)   the fd-returning form of an ioctl,
+                           for the stopped caller of gmemfs exec (nodes/exec.py):
+                           returns its value (a new file asked from ``files``)
+                           or exec.PASS (not one: it runs as a plain ioctl)
+    exec_mmap(of, offset, length, prot, flags, caller, pid)   mmap() of the file,
+                           for the stopped caller of gmemfs exec (``pid`` its
+                           thread group): raises the errno
+                           the kernel's mmap would, else the kernel maps the
+                           file (its pages come as page-cache reads)
     poll(req, of, ph)
     fallocate(req, of, mode, offset, length)
     fsync(req, of, datasync)
@@ -96,6 +105,8 @@ class Node:
     read = None
     write = None
     ioctl = None
+    exec_ioctl = None
+    exec_mmap = None
     poll = None
     fallocate = None
     fsync = None
@@ -183,6 +194,9 @@ class Mount:
         # nodes whose pages the kernel may hold in its page cache (we served a
         # fault); an ordered set
         self.cached: dict[Node, None] = {}
+        # GMEMFS_EXEC_CALL of the gmemfs exec supervisor (set by nodes/exec.py)
+        self.exec_call = None
+        self.exec_mmap = None
         self._cmd_names = {v: k for k, v in vars(abi).items()
                            if isinstance(v, int) and k.startswith(("IOMMU_", "KVM_", "VFIO_DEVICE_"))
                            and k.upper() == k and v > 0xff}

@@ -45,7 +45,8 @@ class GmemDir(Dir):
     def create(self, name: str, mode: int, uid: int, gid: int) -> "GmemNode":
         if not stat.S_ISREG(mode or stat.S_IFREG):
             raise OSError(errno.EPERM, "only regular files in MNT/gmem/")
-        if name in self.children:
+        if name in self.children or name in self.mount.gmems:
+            # (a guest_memfd of a VM has a name in MNT/.state/gmem/ only)
             raise OSError(errno.EEXIST, f"{name} exists")
         if len(name.encode()) > 255 or "/" in name:
             raise OSError(errno.ENAMETOOLONG, "name too long")
